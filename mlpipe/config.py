@@ -1,0 +1,110 @@
+"""The one typed configuration object: defaults → environment → command-line flags.
+
+Nothing else in the project reads environment variables; everything takes a `Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Mapping
+
+from mlpipe.errors import UsageError
+
+BigQueryTarget = Literal["local", "cloud"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Environment variable → Settings field. Values are parsed with the field's type.
+ENV_VARS: dict[str, str] = {
+    "MLPIPE_STATE_DIR": "state_dir",
+    "MLPIPE_PROJECT": "project",
+    "MLPIPE_DATASET": "dataset",
+    "MLPIPE_BQ_TARGET": "bq_target",
+    "MLPIPE_BQ_HOST": "bq_host",
+    "MLPIPE_BQ_PORT": "bq_port",
+    "MLPIPE_BQ_GRPC_PORT": "bq_grpc_port",
+    "MLPIPE_BQ_LOCATION": "bq_location",
+    "MLPIPE_BQ_EMULATOR": "bq_emulator_bin",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data lives and how to reach BigQuery.
+
+    `bq_target="local"` talks to the emulator this project starts on `bq_host:bq_port` (REST) and
+    `bq_grpc_port` (Storage Read API); `"cloud"` talks to real BigQuery with Application Default
+    Credentials for `project`.
+    """
+
+    project: str = "local-project"
+    dataset: str = "mnist"
+    bq_target: BigQueryTarget = "local"
+    bq_host: str = "127.0.0.1"
+    bq_port: int = 9050
+    bq_grpc_port: int = 9060
+    bq_location: str = "US"
+    state_dir: Path = Path(".mlpipe")
+    bq_emulator_bin: Path = REPO_ROOT / ".venv-bq" / "bin" / "local-bigquery"
+
+    def __post_init__(self) -> None:
+        if self.bq_target not in ("local", "cloud"):
+            raise UsageError(f"bq_target must be 'local' or 'cloud', not {self.bq_target!r}")
+        for name in ("bq_port", "bq_grpc_port"):
+            port = getattr(self, name)
+            if not 0 < port < 65536:
+                raise UsageError(f"{name} must be a TCP port (1-65535), not {port}")
+        if not self.project or not self.dataset:
+            raise UsageError("project and dataset must not be empty")
+
+    @property
+    def bq_endpoint(self) -> str | None:
+        """REST root of the local service, or None for real BigQuery."""
+        if self.bq_target == "cloud":
+            return None
+        return f"http://{self.bq_host}:{self.bq_port}"
+
+    @property
+    def bq_grpc_endpoint(self) -> str:
+        return f"{self.bq_host}:{self.bq_grpc_port}"
+
+    @property
+    def bq_data_dir(self) -> Path:
+        return self.state_dir / "bigquery"
+
+    def table_id(self, table: str) -> str:
+        """Fully qualified `project.dataset.table`."""
+        return f"{self.project}.{self.dataset}.{table}"
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with `changes` applied; None values are ignored (unset CLI flags)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **_coerce(given))
+
+
+def _coerce(values: Mapping[str, object]) -> dict[str, object]:
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    out: dict[str, object] = {}
+    for name, value in values.items():
+        if name not in types:
+            raise UsageError(f"unknown setting {name!r}")
+        kind = types[name]
+        try:
+            if kind == "int" and not isinstance(value, int):
+                value = int(str(value))
+            elif kind == "Path" and not isinstance(value, Path):
+                value = Path(str(value))
+        except ValueError:
+            raise UsageError(f"setting {name} expects a number, got {value!r}") from None
+        out[name] = value
+    return out
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Defaults, then `MLPIPE_*` environment variables, then explicit overrides (CLI flags)."""
+    env = os.environ if environ is None else environ
+    from_env = {field: env[var] for var, field in ENV_VARS.items() if env.get(var)}
+    return Settings().replace(**from_env).replace(**overrides)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Idempotent environment setup: .venv (Python 3.10, TFX stack) and .venv-bq (Python 3.13, emulator).
+# Each venv carries a stamp of the inputs it was built from; an unchanged stamp skips the work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+
+find_python() {  # $1 = major.minor, $2 = env var that may name it
+  local want=$1 override=${!2:-} candidates=()
+  [[ -n $override ]] && candidates+=("$override")
+  if command -v pyenv >/dev/null 2>&1; then
+    local root; root=$(pyenv root)
+    for d in "$root"/versions/"$want".*; do [[ -x $d/bin/python ]] && candidates+=("$d/bin/python"); done
+  fi
+  command -v "python$want" >/dev/null 2>&1 && candidates+=("$(command -v "python$want")")
+  for c in "${candidates[@]}"; do
+    if [[ -x $c ]] && [[ $("$c" -c 'import sys; print("%d.%d" % sys.version_info[:2])') == "$want" ]]; then
+      echo "$c"; return 0
+    fi
+  done
+  echo "error: Python $want not found (looked in pyenv's versions and PATH). Install it, e.g." \
+       "'pyenv install $want', or set $2=/path/to/python$want." >&2
+  return 1
+}
+
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+make_venv() {  # $1 = dir, $2 = python
+  if [[ ! -x $1/bin/python ]]; then
+    echo "creating $1 with $2"
+    "$2" -m venv "$1"
+  fi
+  if ! "$1/bin/uv" --version 2>/dev/null | grep -q "$UV_VERSION"; then
+    "$1/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+}
+
+# --- .venv: the TFX / TensorFlow stack -----------------------------------------------------------
+want=$(stamp_of requirements.lock setup.py scripts/setup.sh)
+if [[ $(cat .venv/.mlpipe-stamp 2>/dev/null) != "$want" ]]; then
+  py310=$(find_python 3.10 PYTHON310)
+  make_venv .venv "$py310"
+  echo "installing the locked TFX stack into .venv (uv)"
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.lock
+  # adanet's metadata pins absl<1, protobuf<4, ...; the shim in models/adanet_compat.py covers TF 2.15.
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps adanet==0.9.0
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  echo "$want" > .venv/.mlpipe-stamp
+else
+  echo ".venv is up to date"
+fi
+
+# --- .venv-bq: the local BigQuery emulator -------------------------------------------------------
+want_bq=$(stamp_of requirements-bq.lock scripts/setup.sh)
+if [[ $(cat .venv-bq/.mlpipe-stamp 2>/dev/null) != "$want_bq" ]]; then
+  py313=$(find_python 3.13 PYTHON313)
+  make_venv .venv-bq "$py313"
+  echo "installing the BigQuery emulator into .venv-bq (uv)"
+  .venv-bq/bin/uv pip install --quiet --python .venv-bq/bin/python -r requirements-bq.lock
+  # DuckDB cannot download extensions offline: install them from the wheel packages, once.
+  .venv-bq/bin/python -c '
+from duckdb_extensions import import_extension
+for name in ("icu", "ducklake", "spatial", "json", "parquet"):
+    import_extension(name)
+'
+  echo "$want_bq" > .venv-bq/.mlpipe-stamp
+else
+  echo ".venv-bq is up to date"
+fi
+echo "setup done"
