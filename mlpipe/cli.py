@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from mlpipe.config import ENV_VARS, Settings, load_settings
 from mlpipe.errors import MlpipeError
@@ -114,8 +114,8 @@ def _load_data(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _data_summary(args: argparse.Namespace, settings: Settings) -> int:
-    from mlpipe.bigquery.load import label_histograms, table_counts
     from mlpipe.bigquery.client import bq_client, table_exists
+    from mlpipe.bigquery.load import label_histograms, table_counts
 
     client = bq_client(settings)
     tables = tuple(args.tables)

