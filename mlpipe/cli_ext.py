@@ -6,6 +6,8 @@ its CLI code without `cli.py` importing heavy libraries (TensorFlow, TFX) at sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Callable
 
-REGISTRARS: list[Callable] = []
+from mlpipe import pipeline_cli
+
+REGISTRARS: list[Callable] = [pipeline_cli.register]
