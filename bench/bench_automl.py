@@ -1,0 +1,422 @@
+"""AutoML benchmark: the seed's simple-DNN AdaNet vs. our search space vs. a plain hand-written CNN.
+
+Same data (real MNIST: train 50k, select on valid 10k, report on the standard test 10k), same
+wall-clock training budget for each contender (a hook stops training when the budget is spent), same
+two CPU cores. Wall times include contention from whatever else runs on the machine, so each row also
+records the CPU seconds the process got and the load average around it.
+
+    .venv/bin/python bench/bench_automl.py                     # full comparison, writes BENCHMARKS.md
+    .venv/bin/python bench/bench_automl.py --quick             # seconds-long smoke run, no write
+    .venv/bin/python bench/bench_automl.py --only search --space cnn_batch_norm=false --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import tensorflow as tf  # noqa: E402
+
+from mlpipe.data.mnist_source import Split, load_mnist  # noqa: E402
+from models.adanet_compat import adanet  # noqa: E402
+from models.generators import SearchSpace, build_estimator  # noqa: E402
+
+logger = logging.getLogger("bench_automl")
+
+SECTION = "automl"
+CONTENDERS = ("seed", "search", "cnn")
+FEATURE_KEY = "image"
+
+
+# ---------------------------------------------------------------------------------------------- data
+def to_features(images: np.ndarray) -> np.ndarray:
+    """What the TFX Transform hands the trainer: pixels / 255 as float32."""
+    return images.astype(np.float32) / 255.0
+
+
+def make_input_fn(
+    split: Split, batch_size: int, train: bool, seed: int = 0, limit: int | None = None
+) -> Callable:
+    x = to_features(split.images[:limit])
+    y = split.labels[:limit]
+
+    def input_fn() -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices(({FEATURE_KEY: x}, y))
+        if train:
+            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True).repeat()
+        return ds.batch(batch_size).prefetch(2)
+
+    return input_fn
+
+
+# ------------------------------------------------------------------------------------------- timing
+class DeadlineHook(tf.estimator.SessionRunHook):
+    """Stops training once `seconds` of wall time have passed since the hook was made.
+
+    One instance spans all AdaNet iterations (AdaNet passes the same hooks to every iteration), so
+    the budget covers the whole search, bookkeeping included.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+        self.fired = False
+
+    def after_run(self, run_context, run_values) -> None:
+        if time.monotonic() >= self._deadline:
+            self.fired = True
+            run_context.request_stop()
+
+
+@dataclass
+class Result:
+    contender: str
+    description: str
+    valid_accuracy: float
+    test_accuracy: float
+    steps: int
+    train_seconds: float
+    cpu_seconds: float
+    load_before: float
+    load_after: float
+    stopped_by_budget: bool
+    architecture: str = ""
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds per wall second during training (2.0 = both cores, uncontended)."""
+        return self.cpu_seconds / self.train_seconds if self.train_seconds else 0.0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_train(train: Callable[[], None]) -> tuple[float, float, float, float]:
+    load_before = os.getloadavg()[0]
+    cpu0, t0 = _cpu_seconds(), time.monotonic()
+    train()
+    seconds, cpu = time.monotonic() - t0, _cpu_seconds() - cpu0
+    return seconds, cpu, load_before, os.getloadavg()[0]
+
+
+def _accuracy(estimator: tf.estimator.Estimator, split: Split, batch_size: int) -> float:
+    fn = make_input_fn(split, batch_size, train=False)
+    predicted = np.array([int(p["class_ids"][0]) for p in estimator.predict(fn, predict_keys=["class_ids"])])
+    return float(np.mean(predicted == split.labels))
+
+
+def _global_step(model_dir: str) -> int:
+    return int(tf.train.load_variable(model_dir, "global_step"))
+
+
+# --------------------------------------------------------------------------------------- contenders
+def run_search(
+    space: SearchSpace,
+    data: dict[str, Split],
+    budget_s: float,
+    model_dir: str,
+    description: str = "our search space",
+) -> Result:
+    """(b) The AdaNet search over `space`, selecting on valid."""
+    estimator = build_estimator(
+        space,
+        model_dir,
+        eval_input_fn=make_input_fn(data["valid"], space.eval_batch_size, train=False),
+    )
+    hook = DeadlineHook(budget_s)
+    seconds, cpu, lb, la = _timed_train(
+        lambda: estimator.train(
+            make_input_fn(data["train"], space.batch_size, train=True, seed=space.seed),
+            max_steps=space.total_steps,
+            hooks=[hook],
+        )
+    )
+    valid = _accuracy(estimator, data["valid"], space.eval_batch_size)
+    test = _accuracy(estimator, data["test"], space.eval_batch_size)
+    from models.search_report import build_search_report
+
+    report = build_search_report(model_dir)
+    return Result(
+        "search",
+        description,
+        valid,
+        test,
+        _global_step(model_dir),
+        seconds,
+        cpu,
+        lb,
+        la,
+        hook.fired,
+        architecture=report.get("final_architecture_text", ""),
+    )
+
+
+def run_seed(data: dict[str, Split], budget_s: float, model_dir: str, quick: bool) -> Result:
+    """(a) The seed's AdaNet: `adanet.examples.simple_dnn` as in the AdaNet MNIST tutorial."""
+    from adanet.examples import simple_dnn  # the shim is installed by the import of `adanet` above
+
+    steps, iterations = (30, 2) if quick else (5000, 3)
+    estimator = adanet.Estimator(
+        head=tf.estimator.MultiClassHead(n_classes=10),
+        subnetwork_generator=simple_dnn.Generator(
+            feature_columns=[tf.feature_column.numeric_column(FEATURE_KEY, shape=[784])],
+            optimizer=tf.compat.v1.train.RMSPropOptimizer(learning_rate=0.003),
+            seed=42,
+        ),
+        max_iteration_steps=steps,
+        max_iterations=iterations,
+        evaluator=adanet.Evaluator(make_input_fn(data["valid"], 500, train=False)),
+        model_dir=model_dir,
+        config=tf.estimator.RunConfig(
+            tf_random_seed=42, save_checkpoints_steps=steps, save_checkpoints_secs=None
+        ),
+    )
+    hook = DeadlineHook(budget_s)
+    seconds, cpu, lb, la = _timed_train(
+        lambda: estimator.train(
+            make_input_fn(data["train"], 64, train=True, seed=42), max_steps=steps * iterations, hooks=[hook]
+        )
+    )
+    valid = _accuracy(estimator, data["valid"], 500)
+    test = _accuracy(estimator, data["test"], 500)
+    return Result(
+        "seed",
+        f"simple_dnn AdaNet, RMSProp 3e-3, batch 64, {iterations}×{steps} steps",
+        valid,
+        test,
+        _global_step(model_dir),
+        seconds,
+        cpu,
+        lb,
+        la,
+        hook.fired,
+    )
+
+
+def _plain_cnn_model_fn(features, labels, mode, params):
+    """The textbook Keras MNIST CNN: conv 32 → conv 64 → pool → dropout → dense 128 → dropout → 10."""
+    training = mode == tf.estimator.ModeKeys.TRAIN
+    x = tf.reshape(features[FEATURE_KEY], [-1, 28, 28, 1])
+    x = tf.keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
+    x = tf.keras.layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+    x = tf.keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = tf.keras.layers.Dropout(0.25, name="drop1")(x, training=training)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = tf.keras.layers.Dense(128, activation="relu", name="fc")(x)
+    x = tf.keras.layers.Dropout(0.5, name="drop2")(x, training=training)
+    logits = tf.keras.layers.Dense(10, name="logits")(x)
+    head = tf.estimator.MultiClassHead(n_classes=10)
+    optimizer = tf.compat.v1.train.AdamOptimizer(params["learning_rate"])
+    return head.create_estimator_spec(
+        features=features,
+        mode=mode,
+        logits=logits,
+        labels=labels,
+        optimizer=optimizer,
+        trainable_variables=tf.compat.v1.trainable_variables(),
+    )
+
+
+def run_plain_cnn(data: dict[str, Split], budget_s: float, model_dir: str, quick: bool) -> Result:
+    """(c) A plain hand-written CNN `tf.estimator.Estimator`, trained until the budget is spent."""
+    max_steps = 60 if quick else 1_000_000
+    estimator = tf.estimator.Estimator(
+        model_fn=_plain_cnn_model_fn,
+        model_dir=model_dir,
+        params={"learning_rate": 1e-3},
+        config=tf.estimator.RunConfig(
+            tf_random_seed=42, save_checkpoints_secs=None, save_checkpoints_steps=None
+        ),
+    )
+    hook = DeadlineHook(budget_s)
+    seconds, cpu, lb, la = _timed_train(
+        lambda: estimator.train(
+            make_input_fn(data["train"], 64, train=True, seed=42), max_steps=max_steps, hooks=[hook]
+        )
+    )
+    valid = _accuracy(estimator, data["valid"], 500)
+    test = _accuracy(estimator, data["test"], 500)
+    return Result(
+        "cnn",
+        "plain CNN Estimator (Keras-example CNN), Adam 1e-3, batch 64",
+        valid,
+        test,
+        _global_step(model_dir),
+        seconds,
+        cpu,
+        lb,
+        la,
+        hook.fired,
+    )
+
+
+# ------------------------------------------------------------------------------------------- output
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs for SearchSpace fields; values are Python literals (true/false allowed)."""
+    fields = {f.name for f in dataclasses.fields(SearchSpace)}
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"error: unknown SearchSpace field {key!r}")
+        text = {"true": "True", "false": "False"}.get(raw.lower(), raw)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = raw
+        overrides[key] = tuple(value) if isinstance(value, list) else value
+    return overrides
+
+
+def machine_info() -> str:
+    return (
+        f"{platform.node()} · {os.cpu_count()} CPU cores · Python {platform.python_version()} · "
+        f"TensorFlow {tf.__version__} · adanet {adanet.__version__}"
+    )
+
+
+def render_markdown(results: list[Result], budget_minutes: float, space: SearchSpace, quick: bool) -> str:
+    lines = [
+        f"_Run {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_info()}; "
+        f"`.venv/bin/python bench/bench_automl.py --budget-minutes {budget_minutes:g}"
+        f"{' --quick' if quick else ''}`._",
+        "",
+        f"Same data (MNIST train 50k; selection on valid 10k; standard test 10k) and the same "
+        f"{budget_minutes:g}-minute wall-clock training budget for each contender. CPU share = CPU "
+        f"seconds per wall second while training (2.0 = both cores to ourselves); load = 1-min load "
+        f"average before → after, a sign of other processes competing for the cores.",
+        "",
+        "| contender | test acc | valid acc | steps | train wall | CPU share | load | budget hit |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.description} | **{r.test_accuracy * 100:.2f} %** | {r.valid_accuracy * 100:.2f} % | "
+            f"{r.steps:,} | {r.train_seconds:.0f} s | {r.cpu_share:.2f} | {r.load_before:.1f} → "
+            f"{r.load_after:.1f} | {'yes' if r.stopped_by_budget else 'no'} |"
+        )
+    search = [r for r in results if r.contender == "search"]
+    if search and search[0].architecture:
+        lines += ["", f"Search result: `{search[0].architecture}`."]
+    lines += ["", "Search space used: `" + json.dumps(space.to_dict(), sort_keys=True) + "`"]
+    return "\n".join(lines) + "\n"
+
+
+def write_benchmarks(markdown: str) -> None:
+    from bench.report import write_section
+
+    write_section(SECTION, markdown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=12.0,
+        help="wall-clock training budget per contender (default 12)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny smoke run: 2k training rows, SearchSpace.quick(), short budget; no write",
+    )
+    parser.add_argument(
+        "--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {CONTENDERS} (default all)"
+    )
+    parser.add_argument(
+        "--space",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SearchSpace overrides for the search contender, e.g. cnn_batch_norm=false",
+    )
+    parser.add_argument("--label", default="", help="description of the search row (default: the overrides)")
+    parser.add_argument("--work-dir", default=None, help="where model dirs go (default: a fresh temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the model dirs")
+    parser.add_argument("--json-out", default=None, help="append each result as a JSON line to this file")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # AdaNet logs every trackable variable at INFO through absl; keep the output readable.
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    tf.get_logger().setLevel(logging.ERROR)
+
+    chosen = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = set(chosen) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
+
+    space = (SearchSpace.quick() if args.quick else SearchSpace()).replace(**parse_overrides(args.space))
+    data = load_mnist()
+    if args.quick:
+        data = {name: Split(s.name, s.images[:2000], s.labels[:2000]) for name, s in data.items()}
+    budget_s = args.budget_minutes * 60 if not args.quick else min(args.budget_minutes * 60, 60.0)
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_automl_"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    for contender in chosen:
+        model_dir = work / contender
+        shutil.rmtree(model_dir, ignore_errors=True)
+        logger.info("training %s (budget %.0f s) in %s", contender, budget_s, model_dir)
+        if contender == "seed":
+            result = run_seed(data, budget_s, str(model_dir), args.quick)
+        elif contender == "search":
+            label = args.label or ("our search space" + (f" ({' '.join(args.space)})" if args.space else ""))
+            result = run_search(space, data, budget_s, str(model_dir), label)
+        else:
+            result = run_plain_cnn(data, budget_s, str(model_dir), args.quick)
+        results.append(result)
+        print(
+            f"{result.contender:7s} test {result.test_accuracy:.2%}  valid {result.valid_accuracy:.2%}"
+            f"  steps {result.steps}  train {result.train_seconds:.0f} s  cpu share {result.cpu_share:.2f}"
+            f"  load {result.load_before:.1f}>{result.load_after:.1f}  hit budget {result.stopped_by_budget}",
+            flush=True,
+        )
+        if args.json_out:
+            row = dataclasses.asdict(result) | {
+                "cpu_share": result.cpu_share,
+                "quick": args.quick,
+                "space": space.to_dict() if contender == "search" else None,
+            }
+            with open(args.json_out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if not args.keep:
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+    markdown = render_markdown(results, args.budget_minutes, space, args.quick)
+    print(markdown)
+    if not (args.no_write or args.quick):
+        write_benchmarks(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
