@@ -1,0 +1,212 @@
+"""TFX Trainer module: `run_fn` trains an `adanet.Estimator` and exports the serving SavedModel.
+
+The SavedModel at `fn_args.serving_model_dir` has two signatures, both applying the Transform graph:
+- `serving_default`: `image` float32 [n, 784] raw 0..255 pixels → `class_ids`, `probabilities`,
+  `logits` (what JSON clients and the serving function call);
+- `serving_examples`: `examples` serialized tf.Examples → the same outputs (what TFMA calls).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features
+from models.adanet_compat import adanet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What the Trainer's `custom_config["training"]` carries; defaults are the full profile."""
+
+    max_iteration_steps: int = 1000
+    max_iterations: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    eval_steps: int = 50  # AdaNet candidate selection batches on the eval split
+    search: str = "simple_dnn"
+    seed: int = 42
+
+    @classmethod
+    def from_custom_config(cls, custom_config: dict[str, Any] | None) -> TrainingConfig:
+        given = dict((custom_config or {}).get("training", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(given) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        return cls(**given)
+
+    @property
+    def train_steps(self) -> int:
+        return self.max_iteration_steps * self.max_iterations
+
+
+def _gzip_reader(files: list[str]) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(files, compression_type="GZIP")
+
+
+def make_input_fn(
+    file_pattern: list[str] | str,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle: bool,
+    repeat: bool,
+    seed: int = 0,
+):
+    """Estimator input_fn over Transform's materialized examples: (features, label)."""
+    spec = tf_transform_output.transformed_feature_spec()
+
+    def input_fn():
+        files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
+            f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)
+        ]
+        ds = _gzip_reader(files)
+        if shuffle:
+            ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size).map(
+            lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        ds = ds.map(lambda f: ({features.IMAGE_KEY: f[features.IMAGE_KEY]}, f[features.LABEL_KEY]))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    return input_fn
+
+
+def build_estimator(cfg: TrainingConfig, model_dir: str, eval_input_fn) -> tf.estimator.Estimator:
+    """The AdaNet search: candidates per iteration, selected on the eval split."""
+    from adanet.examples import simple_dnn
+
+    run_config = tf.estimator.RunConfig(
+        model_dir=model_dir,
+        tf_random_seed=cfg.seed,
+        save_checkpoints_steps=cfg.max_iteration_steps,  # AdaNet restores at iteration boundaries
+        save_summary_steps=max(cfg.max_iteration_steps // 4, 1),
+        log_step_count_steps=max(cfg.max_iteration_steps // 10, 1),
+        keep_checkpoint_max=2,
+    )
+    generator = simple_dnn.Generator(
+        feature_columns=[
+            tf.feature_column.numeric_column(features.IMAGE_KEY, shape=[features.IMAGE_PIXELS])
+        ],
+        optimizer=tf.compat.v1.train.AdamOptimizer(learning_rate=cfg.learning_rate),
+        layer_size=128,
+        initial_num_layers=1,
+        seed=cfg.seed,
+    )
+    return adanet.Estimator(
+        head=tf.estimator.MultiClassHead(n_classes=features.NUM_CLASSES),
+        subnetwork_generator=generator,
+        max_iteration_steps=cfg.max_iteration_steps,
+        evaluator=adanet.Evaluator(input_fn=eval_input_fn, steps=cfg.eval_steps),
+        config=run_config,
+    )
+
+
+def _receiver_fn(tf_transform_output: tft.TFTransformOutput):
+    """Raw `image` pixels by default, serialized tf.Examples as the alternative; Transform applied."""
+    raw_spec = tf_transform_output.raw_feature_spec()
+    example_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+
+    def receiver_fn():
+        examples = tf.compat.v1.placeholder(tf.string, [None], "examples")
+        parsed = tf.io.parse_example(examples, example_spec)[features.IMAGE_KEY]
+        # The pixel input is an overridable default of the parsed examples, so both signatures
+        # share one Transform subgraph: feeding `image` bypasses the parser.
+        image = tf.compat.v1.placeholder_with_default(
+            tf.cast(parsed, tf.float32), [None, features.IMAGE_PIXELS], features.IMAGE_KEY
+        )
+        raw = {features.IMAGE_KEY: tf.cast(tf.round(image), tf.int64)}
+        transformed = tf_transform_output.transform_raw_features(raw)
+        return tf.estimator.export.ServingInputReceiver(
+            features={features.IMAGE_KEY: transformed[features.IMAGE_KEY]},
+            receiver_tensors={features.IMAGE_KEY: image},
+            receiver_tensors_alternatives={"examples": {"examples": examples}},
+        )
+
+    return receiver_fn
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (GenericExecutor)."""
+    cfg = TrainingConfig.from_custom_config(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train_input_fn = make_input_fn(
+        fn_args.train_files, tf_transform_output, cfg.batch_size, shuffle=True, repeat=True, seed=cfg.seed
+    )
+    eval_input_fn = make_input_fn(
+        fn_args.eval_files, tf_transform_output, cfg.batch_size, shuffle=False, repeat=True
+    )
+    estimator = build_estimator(cfg, fn_args.model_run_dir, eval_input_fn)
+    started = time.perf_counter()
+    estimator.train(input_fn=train_input_fn, max_steps=cfg.train_steps)
+    train_seconds = time.perf_counter() - started
+    eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
+    log.info("trained %d steps in %.1fs; eval %s", cfg.train_steps, train_seconds, eval_metrics)
+    export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir)
+    summary = {
+        "training": dataclasses.asdict(cfg),
+        "train_seconds": round(train_seconds, 1),
+        "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},
+    }
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+def _jsonable(value):
+    """Eval metrics hold numbers and AdaNet's serialized architecture summary (bytes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value.item() if hasattr(value, "item") else value
+
+
+def export_serving_model(estimator, tf_transform_output: tft.TFTransformOutput, serving_dir: str) -> None:
+    """Export the Estimator and name its signatures for serving; the result lands at `serving_dir`."""
+    export_base = serving_dir.rstrip("/") + ".export"
+    exported = estimator.export_saved_model(export_base, _receiver_fn(tf_transform_output)).decode()
+    set_serving_signatures(exported)
+    if tf.io.gfile.exists(serving_dir):
+        tf.io.gfile.rmtree(serving_dir)
+    tf.io.gfile.rename(exported, serving_dir)
+    tf.io.gfile.rmtree(export_base)
+
+
+def set_serving_signatures(export_dir: str) -> None:
+    """Expose the head's `predict` outputs as `serving_default` / `serving_examples`.
+
+    The Estimator names its default signature after the head's classification output, which only
+    accepts serialized examples and is dropped for a float pixel input. The predict signatures are
+    the ones we want; copying their SignatureDefs under stable names (keeping only the three
+    prediction outputs) is a metadata edit of saved_model.pb, the graph is untouched.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(export_dir, "saved_model.pb")
+    model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        model.ParseFromString(f.read())
+    for meta_graph in model.meta_graphs:
+        sigs = meta_graph.signature_def
+        for target, source in (
+            (features.SERVING_SIGNATURE, "predict"),
+            (features.EXAMPLES_SIGNATURE, "examples:predict"),
+        ):
+            sig = type(sigs[source])()
+            sig.CopyFrom(sigs[source])
+            for key in list(sig.outputs):
+                if key not in features.PREDICTION_KEYS:
+                    del sig.outputs[key]
+            sigs[target].CopyFrom(sig)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(model.SerializeToString())

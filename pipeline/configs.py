@@ -1,0 +1,84 @@
+"""One typed pipeline configuration; local vs cloud is a field, profiles are named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mlpipe.config import Settings
+from mlpipe.errors import UsageError
+from models.model import TrainingConfig
+
+PIPELINE_NAME = "mnist-automl"
+Orchestration = Literal["local", "vertex"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named preset: how much data and how much training."""
+
+    name: str
+    training: TrainingConfig
+    row_limits: dict[str, int] | None  # per ExampleGen split; None = whole tables
+    accuracy_floor: float
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile("full", TrainingConfig(), None, accuracy_floor=0.97),
+    # Small slice of real MNIST and few steps: exercises every component in a few minutes.
+    "quick": Profile(
+        "quick",
+        TrainingConfig(max_iteration_steps=150, max_iterations=2, eval_steps=10, batch_size=64),
+        {"train": 3000, "eval": 500, "test": 1000},
+        accuracy_floor=0.70,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    settings: Settings
+    profile: str = "full"
+    orchestration: Orchestration = "local"
+    pipeline_name: str = PIPELINE_NAME
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    row_limits: dict[str, int] | None = None
+    accuracy_floor: float = 0.97  # absolute test accuracy a model needs to be blessed
+    regression_tolerance: float = 0.0  # how much worse than the baseline is still blessed
+    enable_cache: bool = True
+    beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    source_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.accuracy_floor <= 1.0:
+            raise UsageError(f"accuracy floor must be within 0..1, not {self.accuracy_floor}")
+        if self.regression_tolerance < 0:
+            raise UsageError("regression tolerance must be >= 0")
+
+    @classmethod
+    def for_profile(cls, settings: Settings, profile: str = "full", **overrides) -> PipelineConfig:
+        if profile not in PROFILES:
+            raise UsageError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+        p = PROFILES[profile]
+        base = cls(
+            settings=settings,
+            profile=profile,
+            training=p.training,
+            row_limits=p.row_limits,
+            accuracy_floor=p.accuracy_floor,
+        )
+        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.settings.state_dir / "pipelines" / self.pipeline_name
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.settings.state_dir / "metadata" / f"{self.pipeline_name}.sqlite"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.settings.state_dir / "serving" / "mnist"

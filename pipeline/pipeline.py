@@ -1,0 +1,154 @@
+"""`create_pipeline`: the whole TFX pipeline, in data order. Both runners call this."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from models import features
+from pipeline import queries
+from pipeline.components import local_bigquery_example_gen, validation_gate
+from pipeline.configs import PipelineConfig
+
+SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema", "schema.pbtxt")
+MODELS_DIR = os.path.dirname(os.path.abspath(features.__file__))
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.model.run_fn"
+
+
+def example_gen_input_config(cfg: PipelineConfig) -> example_gen_pb2.Input:
+    split_queries = queries.split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits)
+    return example_gen_pb2.Input(
+        splits=[example_gen_pb2.Input.Split(name=q.split, pattern=q.sql) for q in split_queries]
+    )
+
+
+def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy ≥ floor AND no regression against the baseline; per-class slices and a confusion matrix."""
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.accuracy_floor}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -cfg.regression_tolerance},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=features.EXAMPLES_SIGNATURE,
+                label_key=features.LABEL_KEY,
+                prediction_key="probabilities",
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold
+                    ),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+    components = []
+
+    # Examples from BigQuery: train ← mnist.train, eval ← mnist.valid, test ← mnist.test.
+    output_config = example_gen_pb2.Output()  # empty: keep the input splits as they are
+    if cfg.orchestration == "local":
+        example_gen = local_bigquery_example_gen.LocalBigQueryExampleGen(
+            input_config=example_gen_input_config(cfg),
+            output_config=output_config,
+            bq_project=cfg.settings.project,
+            bq_host=cfg.settings.bq_host,
+            bq_port=cfg.settings.bq_port,
+            bq_grpc_port=cfg.settings.bq_grpc_port,
+            source_fingerprint=cfg.source_fingerprint,
+        )
+    else:
+        example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
+            input_config=example_gen_input_config(cfg), output_config=output_config
+        )
+    components.append(example_gen)
+
+    # Statistics of every split, checked against the curated schema in the repo.
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
+    # Stops the pipeline on any anomaly (pixel > 255, 783 pixels, label 11, ...).
+    example_validator = validation_gate.GatedExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id("ExampleValidator")
+    components += [statistics_gen, schema_gen, example_validator]
+
+    # Pixels → [0, 1]; the graph is exported inside the model so clients send raw pixels.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+    )
+    transform.add_upstream_node(example_validator)
+    components.append(transform)
+
+    # AdaNet AutoML search; candidates selected on the eval split.
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=cfg.training.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=cfg.training.eval_steps),
+        custom_config={"training": _training_dict(cfg)},
+    )
+    components.append(trainer)
+
+    # Baseline: the latest blessed model (none on the first run: the floor alone decides).
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("baseline_resolver")
+    components.append(baseline_resolver)
+
+    # Test-split evaluation; blesses only above the floor and not worse than the baseline.
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=eval_config(cfg),
+        example_splits=["test"],
+    )
+    components.append(evaluator)
+
+    # Blessed models only.
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(cfg.serving_dir.resolve()))
+        ),
+    )
+    components.append(pusher)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=str(cfg.pipeline_root.resolve()),
+        components=components,
+        enable_cache=cfg.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(cfg.beam_args),
+    )
+
+
+def _training_dict(cfg: PipelineConfig) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(cfg.training)
