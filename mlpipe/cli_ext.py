@@ -9,5 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from mlpipe import pipeline_cli
+from mlpipe.registry import cli as registry_cli
+from mlpipe.serving import cli as serving_cli
 
-REGISTRARS: list[Callable] = [pipeline_cli.register]
+REGISTRARS: list[Callable] = [pipeline_cli.register, registry_cli.register, serving_cli.register]

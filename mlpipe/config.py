@@ -29,7 +29,13 @@ ENV_VARS: dict[str, str] = {
     "MLPIPE_BQ_GRPC_PORT": "bq_grpc_port",
     "MLPIPE_BQ_LOCATION": "bq_location",
     "MLPIPE_BQ_EMULATOR": "bq_emulator_bin",
+    "MLPIPE_REGISTRY_ROOT": "registry_root",
+    "MLPIPE_MODEL": "model_name",
+    "MLPIPE_LOG_PREDICTIONS": "log_predictions",
 }
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,12 @@ class Settings:
     bq_location: str = "US"
     state_dir: Path = Path(".mlpipe")
     bq_emulator_bin: Path = REPO_ROOT / ".venv-bq" / "bin" / "local-bigquery"
+    # Registry location; empty means `state_dir/registry`. A string, not a Path, so that a `gs://`
+    # URI keeps its double slash when a cloud storage backend is added.
+    registry_root: str = ""
+    model_name: str = "mnist"
+    # Append every served prediction to `dataset.predictions` (batched, off the request path).
+    log_predictions: bool = True
 
     def __post_init__(self) -> None:
         if self.bq_target not in ("local", "cloud"):
@@ -67,6 +79,11 @@ class Settings:
         if self.bq_target == "cloud":
             return None
         return f"http://{self.bq_host}:{self.bq_port}"
+
+    @property
+    def registry_location(self) -> str:
+        """Where the model registry lives: `registry_root`, else `state_dir/registry`."""
+        return self.registry_root or str(self.state_dir / "registry")
 
     @property
     def bq_grpc_endpoint(self) -> str:
@@ -98,10 +115,20 @@ def _coerce(values: Mapping[str, object]) -> dict[str, object]:
                 value = int(str(value))
             elif kind == "Path" and not isinstance(value, Path):
                 value = Path(str(value))
+            elif kind == "bool" and not isinstance(value, bool):
+                value = _parse_bool(name, str(value))
         except ValueError:
             raise UsageError(f"setting {name} expects a number, got {value!r}") from None
         out[name] = value
     return out
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise UsageError(f"setting {name} expects one of {'/'.join(_TRUE + _FALSE)}, got {text!r}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

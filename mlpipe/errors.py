@@ -31,3 +31,39 @@ class EnvironmentSetupError(MlpipeError):
 
 class DataIntegrityError(MlpipeError):
     """Data read back does not match what was written, or fails validation."""
+
+
+class InvalidNameError(UsageError):
+    """A model, version or alias name is not letters, digits and underscores starting with a letter."""
+
+
+class RegistryConflictError(MlpipeError):
+    """A registry change would break an invariant (delete the default or an aliased version)."""
+
+
+class InvalidModelError(UsageError):
+    """A SavedModel does not have the serving signature the registry and the server rely on."""
+
+
+class BadInstanceError(UsageError):
+    """A prediction request body is malformed: JSON, `instances`, shape or pixel values."""
+
+
+class PayloadTooLargeError(UsageError):
+    """A request body is larger than the server accepts."""
+
+
+class MethodNotAllowedError(UsageError):
+    """An HTTP route exists but not for this method."""
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class ModelLoadError(ServiceUnavailable):
+    """A registered version could not be loaded by the server (a server-side fault, not the caller's)."""
+
+
+class PredictionRequestError(UsageError):
+    """The prediction server rejected a request; the message is the server's JSON error."""

@@ -1,0 +1,147 @@
+"""`mlpipe models …`: list, describe, push, set-default, alias and delete registry versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mlpipe.config import Settings
+
+
+def add_registry_flags(p: argparse.ArgumentParser, root: bool = True) -> None:
+    g = p.add_argument_group("registry")
+    if root:
+        g.add_argument("--registry-root", dest="registry_root",
+                       help="registry directory (default STATE_DIR/registry; env MLPIPE_REGISTRY_ROOT)")
+    g.add_argument("--model", dest="model_name", help="model name (default mnist; env MLPIPE_MODEL)")
+
+
+def registry_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    return settings.replace(registry_root=getattr(args, "registry_root", None),
+                            model_name=getattr(args, "model_name", None))
+
+
+def _registry(args: argparse.Namespace, settings: Settings):
+    from mlpipe.registry import Registry
+
+    return Registry.from_settings(registry_settings(args, settings))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    reg = _registry(args, settings)
+    versions = reg.list_versions()
+    others = [m for m in reg.list_models() if m != reg.model]
+    also = f"  (other models: {', '.join(others)})" if others else ""
+    print(f"model {reg.model} in {reg.storage.root}{also}")
+    if not versions:
+        print("(no versions; push one with `mlpipe models push SAVED_MODEL_DIR` or run the pipeline)")
+        return 0
+    print(f"{'VERSION':<10}{'DEFAULT':<9}{'ALIASES':<20}{'CREATED (UTC)':<22}"
+          f"{'TEST ACC':>9}{'BASELINE':>10}  RUN")
+    for v in versions:
+        m = v.metadata
+        print(f"{v.name:<10}{'*' if v.is_default else '':<9}{','.join(v.aliases) or '-':<20}"
+              f"{v.created_time[:19].replace('T', ' '):<22}{_pct(m.test_accuracy):>9}"
+              f"{_pct(m.baseline_accuracy):>10}  {m.pipeline_run_id or '-'}")
+    return 0
+
+
+def _describe(args: argparse.Namespace, settings: Settings) -> int:
+    reg = _registry(args, settings)
+    v = reg.resolve(version=args.version)
+    doc = {
+        "model": v.model,
+        "version": v.name,
+        "default": v.is_default,
+        "aliases": list(v.aliases),
+        "created_time": v.created_time,
+        "saved_model_dir": str(v.saved_model_dir),
+        "metadata": v.metadata.to_dict(),
+        "signature": v.signatures.get("serving_default", {}),
+    }
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def _push(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.errors import NotFoundError, UsageError
+
+    metadata: dict = {}
+    if args.metadata:
+        try:
+            metadata = json.loads(Path(args.metadata).read_text())
+        except FileNotFoundError:
+            raise NotFoundError(f"metadata file {args.metadata} does not exist") from None
+        except ValueError as e:
+            raise UsageError(f"metadata file {args.metadata} is not valid JSON: {e}") from None
+    if args.description:
+        metadata = {**metadata, "description": args.description}
+    v = _registry(args, settings).push(args.saved_model_dir, metadata, promote=args.promote)
+    print(f"pushed {v.model}/{v.name}" + (" (default)" if v.is_default else " (not default)"))
+    return 0
+
+
+def _set_default(args: argparse.Namespace, settings: Settings) -> int:
+    v = _registry(args, settings).set_default(args.version)
+    print(f"{v.model}: default version is now {v.name}")
+    return 0
+
+
+def _alias(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.errors import UsageError
+
+    reg = _registry(args, settings)
+    if args.remove:
+        if args.version:
+            raise UsageError("give either VERSION or --remove, not both")
+        print(f"{reg.model}: removed alias {args.name} (was {reg.remove_alias(args.name)})")
+        return 0
+    if not args.version:
+        raise UsageError("give the VERSION the alias should point at (or --remove)")
+    v = reg.set_alias(args.name, args.version)
+    print(f"{reg.model}: alias {args.name} → {v.name}")
+    return 0
+
+
+def _delete(args: argparse.Namespace, settings: Settings) -> int:
+    reg = _registry(args, settings)
+    reg.delete(args.version)
+    print(f"{reg.model}: deleted {args.version}")
+    return 0
+
+
+def register(sub, add_settings_flags) -> None:
+    models = sub.add_parser("models", help="list and manage model versions in the registry",
+                            description="The model registry: versions v1, v2, …, the serving "
+                            "default, aliases (champion, canary, …) and each version's metadata.")
+    actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    def action(name: str, handler, help_: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_, description=help_)
+        add_registry_flags(p)
+        add_settings_flags(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    action("list", _list, "versions with default, aliases, creation time and accuracy")
+    p = action("describe", _describe, "one version's metadata and signature as JSON")
+    p.add_argument("version", nargs="?", help="version name, e.g. v3 (default: the default version)")
+    p = action("push", _push, "copy a SavedModel into the registry as the next version")
+    p.add_argument("saved_model_dir", help="SavedModel directory with the serving contract")
+    p.add_argument("--no-promote", dest="promote", action="store_false",
+                   help="keep the current default (the first version always becomes the default)")
+    p.add_argument("--metadata", help="JSON file with PushMetadata fields (test_accuracy, …)")
+    p.add_argument("--description", help="free-text description of this version")
+    p = action("set-default", _set_default, "make VERSION the default (also how to roll back)")
+    p.add_argument("version")
+    p = action("alias", _alias, "point alias NAME at VERSION, or remove it with --remove")
+    p.add_argument("name", help="alias name, e.g. champion")
+    p.add_argument("version", nargs="?", help="version name, e.g. v2")
+    p.add_argument("--remove", action="store_true", help="remove the alias")
+    p = action("delete", _delete, "delete VERSION (refused for the default and aliased versions)")
+    p.add_argument("version")

@@ -1,0 +1,211 @@
+"""The registry's only IO: a local directory tree with atomic updates and one writer lock.
+
+Every change becomes visible in one `os.rename`/`os.replace`, so readers never lock and never see a
+half-written file or a half-copied SavedModel:
+- JSON files are written to a temporary file, fsynced, then `os.replace`d over the old one;
+- a SavedModel is copied into `MODEL/.staging/PID-RANDOM/`, fsynced, then renamed into place;
+- a deleted version is first renamed into `MODEL/.trash/` and only then removed.
+Writers serialize on `fcntl.flock` of `ROOT/.lock`, which the kernel releases if a writer dies.
+Leftovers of a writer that died (staging dirs of dead PIDs, trash) are removed by the next writer.
+
+Paths passed in are relative to the root and built from validated names only; `_abs` still refuses
+anything that would leave the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlpipe.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+STAGING = ".staging"
+TRASH = ".trash"
+LOCK_FILE = ".lock"
+
+
+class LocalStorage:
+    """A registry root on the local filesystem."""
+
+    def __init__(self, location: str | os.PathLike[str]) -> None:
+        text = os.fspath(location)
+        if "://" in text:
+            raise UsageError(
+                f"registry root {text!r}: only local directories are supported so far; "
+                "set MLPIPE_REGISTRY_ROOT to a path"
+            )
+        self.root = Path(text).expanduser().absolute()
+        # (inode, mtime_ns, size) → parsed JSON, so servers can re-read small files per request
+        # for the cost of one stat(). os.replace always gives a new inode, so a change is never missed.
+        self._json_cache: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    # ---- paths ----------------------------------------------------------------------------------
+
+    def _abs(self, rel: str | Path) -> Path:
+        path = (self.root / rel).absolute()
+        if os.path.normpath(path) != str(path) or not path.is_relative_to(self.root):
+            raise UsageError(f"path {str(rel)!r} is outside the registry root")
+        return path
+
+    def path(self, rel: str | Path) -> Path:
+        """Absolute path of `rel` (for handing a SavedModel directory to TensorFlow)."""
+        return self._abs(rel)
+
+    def exists(self, rel: str | Path) -> bool:
+        return self._abs(rel).exists()
+
+    def list_dirs(self, rel: str | Path = ".") -> list[str]:
+        """Names of visible sub-directories (not starting with '.'), sorted."""
+        try:
+            entries = list(os.scandir(self._abs(rel)))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+
+    # ---- JSON -----------------------------------------------------------------------------------
+
+    def read_json(self, rel: str | Path) -> Any | None:
+        """Parsed JSON of `rel`, or None if it does not exist. Cached until the file changes."""
+        path = self._abs(rel)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._json_cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                data = json.load(fh)
+        except FileNotFoundError:
+            return None
+        with self._cache_lock:
+            self._json_cache[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
+        return data
+
+    def write_json(self, rel: str | Path, data: Any) -> None:
+        """Replace `rel` atomically with `data` as JSON."""
+        path = self._abs(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    # ---- locking --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive writer lock for the whole registry (blocks until free)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # ---- directory trees ------------------------------------------------------------------------
+
+    def stage_copy(self, src: Path, parent: str | Path, name: str) -> Path:
+        """Copy the tree `src` to `PARENT/.staging/PID-RANDOM/NAME`; returns the staging dir.
+
+        Nothing of it is visible until `publish`; on any error the staging dir is removed.
+        """
+        staging = self._abs(parent) / STAGING / f"{os.getpid()}-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        try:
+            shutil.copytree(src, staging / name, symlinks=False)
+            _fsync_tree(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
+
+    def publish(self, staging: Path, dest: str | Path) -> None:
+        """Rename a staging dir to `dest` in one step; refuses to replace an existing `dest`."""
+        target = self._abs(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            raise FileExistsError(f"{target} already exists")
+        os.rename(staging, target)
+        _fsync_dir(target.parent)
+
+    def retire(self, rel: str | Path, parent: str | Path) -> None:
+        """Make `rel` disappear in one rename (into `PARENT/.trash`), then delete it."""
+        path = self._abs(rel)
+        trash = self._abs(parent) / TRASH
+        trash.mkdir(parents=True, exist_ok=True)
+        dest = trash / f"{path.name}-{uuid.uuid4().hex}"
+        os.rename(path, dest)
+        _fsync_dir(path.parent)
+        shutil.rmtree(dest, ignore_errors=True)
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def clean_leftovers(self, parent: str | Path) -> None:
+        """Remove trash and staging dirs of writers that died (call with the lock held)."""
+        base = self._abs(parent)
+        shutil.rmtree(base / TRASH, ignore_errors=True)
+        try:
+            entries = list(os.scandir(base / STAGING))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            pid = entry.name.split("-", 1)[0]
+            if not (pid.isdigit() and _pid_alive(int(pid))):
+                log.info("removing leftover of an interrupted push: %s", entry.path)
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush copied files before the rename that publishes them, so a crash cannot expose
+    a published version with truncated files."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))

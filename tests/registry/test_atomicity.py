@@ -1,0 +1,105 @@
+"""Crashes and concurrent writers never leave a half-visible version or an inconsistent state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlpipe.config import REPO_ROOT
+from mlpipe.registry import Registry
+from mlpipe.registry.storage import LocalStorage
+
+
+def _worker(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.registry.worker", *args], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _assert_consistent(reg: Registry) -> list[str]:
+    names = [v.name for v in reg.list_versions()]
+    state = json.loads((reg.storage.root / reg.model / "state.json").read_text())
+    assert state["default"] in names
+    assert set(state["aliases"].values()) <= set(names)
+    for name in names:
+        d = reg.storage.root / reg.model / "versions" / name
+        assert (d / "version.json").is_file() and (d / "saved_model" / "saved_model.pb").is_file()
+    assert state["next_number"] > max(int(n[1:]) for n in names)
+    leftovers = list((reg.storage.root / reg.model).glob(".staging/*"))
+    leftovers += list((reg.storage.root / reg.model).glob(".trash/*"))
+    assert leftovers == []
+    return names
+
+
+def test_failed_copy_leaves_no_version(tmp_path, fake_models):
+    reg = Registry(tmp_path / "r")
+    reg.push(fake_models[0])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in fake_models[0].iterdir():
+        os.symlink(f, broken / f.name)
+    os.symlink(tmp_path / "does-not-exist", broken / "dangling")  # copying it fails midway
+    with pytest.raises(OSError):
+        reg.push(broken)
+    assert _assert_consistent(reg) == ["v1"]
+    assert reg.push(fake_models[1]).name == "v2"
+
+
+def test_failed_state_write_rolls_the_version_back(tmp_path, fake_models, monkeypatch):
+    reg = Registry(tmp_path / "r")
+    reg.push(fake_models[0])
+    original = LocalStorage.write_json
+
+    def failing(self, rel, data):
+        if str(rel).endswith("state.json"):
+            raise OSError(28, "No space left on device")
+        return original(self, rel, data)
+
+    monkeypatch.setattr(LocalStorage, "write_json", failing)
+    with pytest.raises(OSError, match="No space"):
+        reg.push(fake_models[1])
+    monkeypatch.undo()
+    assert _assert_consistent(reg) == ["v1"] and reg.default_version() == "v1"
+
+
+def test_writer_killed_midway_leaves_nothing_visible(tmp_path, fake_models):
+    """A pusher SIGKILLed after copying, while waiting for the lock: its staging copy stays
+    invisible and the next writer removes it."""
+    reg = Registry(tmp_path / "r")
+    reg.push(fake_models[0])
+    staging = reg.storage.root / "mnist" / ".staging"
+    with reg.storage.lock():
+        proc = _worker("push", str(reg.storage.root), str(fake_models[1]))
+        deadline = time.monotonic() + 30
+        while not list(staging.glob("*/saved_model/saved_model.pb")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(staging.glob("*")), "the pusher never staged its copy"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert [v.name for v in reg.list_versions()] == ["v1"]
+    assert reg.push(fake_models[1]).name == "v2"
+    _assert_consistent(reg)
+
+
+def test_four_processes_pushing_and_switching_at_once(tmp_path, fake_models):
+    reg = Registry(tmp_path / "r")
+    rounds = 5
+    procs = [_worker("churn", str(reg.storage.root), str(fake_models[i % 2]), str(rounds), str(i))
+             for i in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    pushed = [n for r in results for n in r["pushed"]]
+    deleted = {n for r in results for n in r["deleted"]}
+    assert sorted(pushed, key=lambda n: int(n[1:])) == [f"v{i}" for i in range(1, 4 * rounds + 1)]
+    remaining = _assert_consistent(reg)
+    assert set(remaining) == set(pushed) - deleted

@@ -1,0 +1,47 @@
+"""A registry writer process for the concurrency and crash tests.
+
+`python -m tests.registry.worker push ROOT SAVED_MODEL` pushes once; `... churn ROOT SAVED_MODEL N SEED`
+pushes N times, moving the default and an alias and deleting at random in between, and prints what it
+pushed and deleted as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+from mlpipe.errors import NotFoundError, RegistryConflictError
+from mlpipe.registry import Registry
+
+
+def churn(reg: Registry, saved_model: str, rounds: int, seed: int) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    pushed, deleted = [], []
+    for _ in range(rounds):
+        pushed.append(reg.push(saved_model, {"extra": {"seed": seed}}, promote=rng.random() < 0.5).name)
+        names = [v.name for v in reg.list_versions()]
+        reg.set_default(rng.choice(names))
+        reg.set_alias(f"w{seed}", rng.choice(names))
+        if rng.random() < 0.3:
+            victim = rng.choice(pushed)
+            try:
+                reg.delete(victim)
+                deleted.append(victim)
+            except (RegistryConflictError, NotFoundError):
+                pass  # it is the default or aliased right now: refusing is the rule being tested
+    return {"pushed": pushed, "deleted": deleted}
+
+
+def main(argv: list[str]) -> int:
+    action, root, saved_model = argv[:3]
+    reg = Registry(root, "mnist")
+    if action == "push":
+        print(reg.push(saved_model).name)
+    else:
+        print(json.dumps(churn(reg, saved_model, int(argv[3]), int(argv[4]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
