@@ -1,0 +1,115 @@
+"""The real pipeline (LocalDagRunner, MLMD SQLite, Beam DirectRunner) on a slice of real MNIST.
+
+Tests run in order and build on each other, as a user's successive runs would: a first run blesses
+and pushes; a deliberately weak second run is compared with it and rejected; corrupt data stops at
+ExampleValidator; nothing is pushed by either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+
+from mlpipe.bigquery.load import ARROW_SCHEMA, load_table
+from mlpipe.bigquery.read import read_table_numpy
+from mlpipe.errors import ServiceUnavailable
+from mlpipe.pipeline_run import PipelineFailed, run_local
+from mlpipe.run_summary import node_id, open_store
+from models import features
+from tests.e2e.conftest import quick_config
+
+pytestmark = pytest.mark.e2e
+
+ALL_NODES = {
+    "LocalBigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+    "Trainer", "baseline_resolver", "Evaluator", "Pusher",
+}  # fmt: skip
+
+RESULTS: dict[str, object] = {}
+
+
+def pushed_models(cfg) -> list:
+    return sorted(p for p in cfg.serving_dir.glob("*") if p.is_dir()) if cfg.serving_dir.exists() else []
+
+
+def test_first_run_executes_every_component_and_pushes(pipeline_state):
+    cfg = quick_config(pipeline_state)
+    summary = run_local(cfg)
+    assert {c.component for c in summary.components} == ALL_NODES
+    assert all(c.state == "complete" for c in summary.components), summary.components
+    store = open_store(str(cfg.metadata_path))
+    for execution in store.get_executions():
+        if execution.last_known_state == metadata_store_pb2.Execution.COMPLETE:
+            assert node_id(store, execution) in ALL_NODES
+    assert summary.accuracy is not None and summary.accuracy >= cfg.accuracy_floor
+    assert summary.baseline_accuracy is None  # first run: the floor alone decides
+    assert summary.blessed is True
+    pushed = pushed_models(cfg)
+    assert len(pushed) == 1 and summary.pushed_to == str(pushed[0])
+    RESULTS["first"] = summary
+
+
+def test_pushed_model_on_raw_pixels_reproduces_evaluator_accuracy(pipeline_state):
+    first = RESULTS["first"]
+    cfg = quick_config(pipeline_state)
+    _, labels, images = read_table_numpy(pipeline_state, "test")
+    n = cfg.row_limits["test"]
+    model = tf.saved_model.load(first.pushed_to)
+    out = model.signatures[features.SERVING_SIGNATURE](image=tf.constant(images[:n], tf.float32))
+    predicted = out["class_ids"].numpy().reshape(-1)
+    accuracy = float(np.mean(predicted == labels[:n]))
+    assert accuracy == pytest.approx(first.accuracy, abs=1e-6)
+    # 28×28 pixels as ints give the same answer: normalization lives in the model.
+    again = model.signatures[features.SERVING_SIGNATURE](image=tf.constant(images[:5].astype(np.float32)))
+    assert np.array_equal(again["class_ids"].numpy().reshape(-1), predicted[:5])
+
+
+def test_weaker_model_is_compared_with_baseline_and_not_pushed(pipeline_state):
+    first = RESULTS["first"]
+    base = quick_config(pipeline_state)
+    weak = dataclasses.replace(
+        base, training=dataclasses.replace(base.training, max_iteration_steps=1, max_iterations=1)
+    )
+    summary = run_local(weak)
+    states = {c.component: c.state for c in summary.components}
+    assert states["LocalBigQueryExampleGen"] == "cached" and states["Transform"] == "cached"
+    assert states["Trainer"] == "complete" and states["Evaluator"] == "complete"
+    assert summary.baseline_accuracy == pytest.approx(first.accuracy)
+    assert summary.accuracy < first.accuracy
+    assert summary.blessed is False and summary.pushed_to is None
+    assert len(pushed_models(weak)) == 1
+
+
+def test_corrupt_rows_stop_at_example_validator(pipeline_state):
+    bad = pipeline_state.replace(dataset="mnist_corrupt")
+    from mlpipe.bigquery.load import ensure_dataset, split_to_arrow
+    from mlpipe.data.mnist_source import load_mnist
+
+    ensure_dataset(bad)
+    data = load_mnist()
+    for name in ("train", "valid", "test"):
+        rows = split_to_arrow(data[name], limit=1000).to_pylist()
+        if name == "train":
+            rows[3]["image"][100] = 300  # pixel out of range
+            rows[4]["image"] = rows[4]["image"][:783]  # one pixel short
+            rows[5]["label"] = 11  # no such class
+        import pyarrow as pa
+
+        load_table(bad, name, pa.Table.from_pylist(rows, schema=ARROW_SCHEMA))
+    cfg = quick_config(bad)
+    with pytest.raises(PipelineFailed) as failure:
+        run_local(cfg)
+    message = str(failure.value)
+    assert "\n" not in message and "anomal" in message
+    assert "image" in message and "label" in message
+    assert len(pushed_models(cfg)) == 1  # still only the first run's model
+
+
+def test_bigquery_down_names_the_endpoint(pipeline_state):
+    down = pipeline_state.replace(bq_port=1)  # nothing listens on port 1
+    with pytest.raises(ServiceUnavailable, match="127.0.0.1:1"):
+        run_local(quick_config(down))
