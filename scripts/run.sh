@@ -14,3 +14,4 @@ trap cleanup EXIT
 
 $MLPIPE load-data --if-needed
 $MLPIPE data-summary
+$MLPIPE run
