@@ -10,6 +10,8 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="full: all rows, default training budget; quick: small slice, few steps")
     p.add_argument("--no-cache", dest="enable_cache", action="store_false", default=None,
                    help="re-run every component instead of reusing cached outputs")
+    p.add_argument("--no-promote", dest="promote", action="store_false", default=None,
+                   help="push a blessed model as a new version without making it the default")
     p.add_argument("--steps-per-iteration", type=int, help="AdaNet max_iteration_steps")
     p.add_argument("--iterations", type=int, help="AdaNet iterations")
     p.add_argument("--accuracy-floor", type=float, help="test accuracy needed for blessing (0..1)")
@@ -28,6 +30,7 @@ def pipeline_config_from(args: argparse.Namespace, settings):
         enable_cache=args.enable_cache,
         accuracy_floor=args.accuracy_floor,
         regression_tolerance=args.regression_tolerance,
+        promote=args.promote,
     )
     training = {}
     if args.steps_per_iteration is not None:

@@ -50,6 +50,8 @@ class PipelineConfig:
     enable_cache: bool = True
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     source_fingerprint: str = ""
+    model_name: str = "mnist"  # registry model the Pusher publishes to
+    promote: bool = True  # a newly pushed version becomes the registry default
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.accuracy_floor <= 1.0:

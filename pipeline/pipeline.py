@@ -10,7 +10,12 @@ from tfx.proto import example_gen_pb2
 
 from models import features
 from pipeline import queries
-from pipeline.components import local_bigquery_example_gen, validation_gate
+from pipeline.components import (
+    local_bigquery_example_gen,
+    registry_baseline,
+    registry_pusher,
+    validation_gate,
+)
 from pipeline.configs import PipelineConfig
 
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema", "schema.pbtxt")
@@ -110,12 +115,21 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
     )
     components.append(trainer)
 
-    # Baseline: the latest blessed model (none on the first run: the floor alone decides).
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("baseline_resolver")
+    # Baseline: locally the model behind the registry's default version (what users get), else
+    # the latest blessed model; none on the first run, when the floor alone decides.
+    if cfg.orchestration == "local":
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=registry_baseline.RegistryDefaultStrategy,
+            config={"registry_root": cfg.settings.registry_location, "model": cfg.model_name},
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("baseline_resolver")
+    else:
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("baseline_resolver")
     components.append(baseline_resolver)
 
     # Test-split evaluation; blesses only above the floor and not worse than the baseline.
@@ -128,14 +142,30 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
     )
     components.append(evaluator)
 
-    # Blessed models only.
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(cfg.serving_dir.resolve()))
-        ),
-    )
+    # Blessed models only: locally the next registry version (atomic), in the cloud AI Platform.
+    if cfg.orchestration == "local":
+        split_queries = queries.split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits)
+        pusher = registry_pusher.RegistryPusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            model_evaluation=evaluator.outputs["evaluation"],
+            custom_config={
+                "registry_root": cfg.settings.registry_location,
+                "model": cfg.model_name,
+                "promote": cfg.promote,
+                "source_tables": [q.table for q in split_queries],
+                "source_queries": {q.split: q.sql for q in split_queries},
+                "extra": {"profile": cfg.profile, "training": _training_dict(cfg)},
+            },
+        ).with_id("Pusher")
+    else:
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(cfg.serving_dir))
+            ),
+        )
     components.append(pusher)
 
     return tfx.dsl.Pipeline(

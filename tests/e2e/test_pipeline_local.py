@@ -33,7 +33,10 @@ RESULTS: dict[str, object] = {}
 
 
 def pushed_models(cfg) -> list:
-    return sorted(p for p in cfg.serving_dir.glob("*") if p.is_dir()) if cfg.serving_dir.exists() else []
+    from mlpipe.registry import Registry
+
+    registry = Registry(cfg.settings.registry_location, model=cfg.model_name)
+    return [str(v.saved_model_dir) for v in registry.list_versions()] if registry.exists() else []
 
 
 def test_first_run_executes_every_component_and_pushes(pipeline_state):
@@ -49,7 +52,7 @@ def test_first_run_executes_every_component_and_pushes(pipeline_state):
     assert summary.baseline_accuracy is None  # first run: the floor alone decides
     assert summary.blessed is True
     pushed = pushed_models(cfg)
-    assert len(pushed) == 1 and summary.pushed_to == str(pushed[0])
+    assert len(pushed) == 1 and summary.pushed_to == pushed[0]
     RESULTS["first"] = summary
 
 
