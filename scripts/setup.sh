@@ -68,4 +68,31 @@ for name in ("icu", "ducklake", "spatial", "json", "parquet"):
 else
   echo ".venv-bq is up to date"
 fi
+
+# --- ml v1 discovery document (googleapiclient against `mlpipe serve`) ---------------------------
+# The google-api-python-client 1.x the TFX stack pins bundles no discovery documents; take ml v1 from
+# a 2.x wheel on PyPI, once, into the (gitignored) venv. Skipped when the file is already there.
+ML_V1_DOC=.venv/share/mlpipe/ml.v1.json
+GAPI_WHEEL=google-api-python-client==2.150.0
+if [[ ! -s $ML_V1_DOC ]]; then
+  echo "fetching the ml v1 discovery document from the $GAPI_WHEEL wheel"
+  (
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps "$GAPI_WHEEL" -d "$tmp"
+    mkdir -p "$(dirname "$ML_V1_DOC")"
+    .venv/bin/python - "$tmp"/google_api_python_client-*.whl "$ML_V1_DOC.tmp" <<'PY'
+import json, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as whl:
+    doc = json.loads(whl.read("googleapiclient/discovery_cache/documents/ml.v1.json"))
+assert doc["name"] == "ml" and doc["version"] == "v1", "unexpected discovery document"
+with open(sys.argv[2], "w") as fh:
+    json.dump(doc, fh)
+PY
+    mv "$ML_V1_DOC.tmp" "$ML_V1_DOC"
+  )
+else
+  echo "ml v1 discovery document present"
+fi
+
 echo "setup done"

@@ -37,5 +37,6 @@ def wrong_signature_model(base: Path) -> Path:
             return {"logits": pixels[:, :10]}
 
     module = Wrong()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve.get_concrete_function()})
+    signatures = {"serving_default": module.serve.get_concrete_function()}
+    tf.saved_model.save(module, str(path), signatures=signatures)
     return path

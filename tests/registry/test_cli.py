@@ -23,14 +23,15 @@ def test_models_workflow(run, fake_models, tmp_path):
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({"test_accuracy": 0.99, "pipeline_run_id": "r1"}))
     assert run("models", "list")[1].count("no versions") == 1
-    assert run("models", "push", str(fake_models[0]), "--metadata", str(meta))[1] == "pushed mnist/v1 (default)\n"
+    code, out, _ = run("models", "push", str(fake_models[0]), "--metadata", str(meta))
+    assert (code, out) == (0, "pushed mnist/v1 (default)\n")
     code, out, _ = run("models", "push", str(fake_models[1]), "--no-promote", "--description", "b")
     assert (code, out) == (0, "pushed mnist/v2 (not default)\n")
     assert run("models", "alias", "champion", "v2")[1] == "mnist: alias champion → v2\n"
     code, out, _ = run("models", "list")
     lines = out.splitlines()
-    assert lines[1].split() == ["VERSION", "DEFAULT", "ALIASES", "CREATED", "(UTC)", "TEST", "ACC", "BASELINE",
-                                "RUN"]
+    assert lines[1].split() == ["VERSION", "DEFAULT", "ALIASES", "CREATED", "(UTC)", "TEST", "ACC",
+                                "BASELINE", "RUN"]
     assert lines[2].split()[:3] == ["v1", "*", "-"] and "99.00%" in lines[2] and lines[2].endswith("r1")
     assert lines[3].split()[:2] == ["v2", "champion"]
     doc = json.loads(run("models", "describe", "v2")[1])

@@ -1,0 +1,287 @@
+"""The serving function's request handling: route, validate, predict, answer JSON — never a traceback.
+
+Every failure a caller can cause is an MlpipeError subclass turned into `{"error": "..."}` with a 4xx
+status; anything else is logged with its traceback and answered as a JSON 500 (a server bug).
+The process-wide state (settings, model cache, prediction logger) is created on the first request
+and reused while the instance stays warm. The registry's small state file is re-read (one stat()
+when unchanged) on every request, so `mlpipe models set-default` takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+
+from mlpipe.config import Settings, load_settings
+from mlpipe.errors import (
+    MethodNotAllowedError,
+    MlpipeError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RegistryConflictError,
+    ServiceUnavailable,
+    UsageError,
+)
+from mlpipe.registry import Registry, VersionInfo, validate_name
+from mlpipe.registry.storage import LocalStorage
+from mlpipe.serving import resources, routes
+from mlpipe.serving.instances import parse_body
+from mlpipe.serving.model_cache import ModelCache, to_predictions
+from mlpipe.serving.prediction_log import PredictionLogger
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_500_000
+# An oversized body is read and discarded up to this size so the client gets to read the 413
+# (closing a socket with unread input makes the kernel send a reset instead).
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Call:
+    request: flask.Request
+    body: bytes
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    doc: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ServingApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.storage = LocalStorage(settings.registry_location)
+        self.cache = ModelCache()
+        self.prediction_log = PredictionLogger(settings) if settings.log_predictions else None
+        log.info("serving registry %s (project %s, prediction log %s)", self.storage.root,
+                 settings.project, self.prediction_log.table_id if self.prediction_log else "off")
+
+    # ---- edge -----------------------------------------------------------------------------------
+
+    def handle(self, request: flask.Request) -> flask.Response:
+        request_id = request.headers.get("X-Request-Id", "")
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        headers = {"X-Request-Id": request_id}
+        try:
+            # The body first, bounded: the framework reads whatever is left after any answer.
+            body = self._read_body(request)
+            raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+            routes.check_traversal(raw.split("?", 1)[0], request.path)
+            match = routes.match(request.method, request.path)
+            if match.handler == "options":
+                return flask.Response(status=204, headers={**headers, "Allow": ", ".join(match.allowed)})
+            call = Call(request, body, request_id)
+            answer = getattr(self, f"_{match.handler}")(call, **match.params)
+            status, doc = answer.status, answer.doc
+            headers.update(answer.headers)
+        except MlpipeError as e:
+            status, doc = status_for(e), {"error": str(e)}
+            if isinstance(e, MethodNotAllowedError):
+                headers["Allow"] = ", ".join(e.allowed)
+            log.debug("%s %s → %d %s", request.method, request.path[:200], status, e)
+            if isinstance(e, PayloadTooLargeError):
+                # Streamed, so the framework does not buffer the rest of the oversized body.
+                return flask.Response(iter([_dumps(doc)]), status=status, headers=headers,
+                                      mimetype="application/json")
+        except Exception:
+            log.exception("unhandled error in %s %s (request id %s)", request.method,
+                          request.path[:200], request_id)
+            status, doc = 500, {"error": f"internal server error (request id {request_id})"}
+        return flask.Response(_dumps(doc), status=status, headers=headers, mimetype="application/json")
+
+    def _read_body(self, request: flask.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            _drain(request, min(length, DRAIN_LIMIT_BYTES))
+            raise PayloadTooLargeError(_too_large(length))
+        data = request.stream.read(MAX_BODY_BYTES + 1)
+        if len(data) > MAX_BODY_BYTES:
+            _drain(request, DRAIN_LIMIT_BYTES)
+            raise PayloadTooLargeError(_too_large(None))
+        return data
+
+    # ---- registry lookups -----------------------------------------------------------------------
+
+    def _registry(self, model: str, project: str | None = None) -> Registry:
+        if project is not None:
+            self._check_project(project)
+        reg = Registry(self.storage, validate_name("model", model))
+        if not reg.exists():
+            raise NotFoundError(f"model {model!r} not found")
+        return reg
+
+    def _tf_version(self, reg: Registry, number: str | None, alias: str | None) -> VersionInfo:
+        if number is not None:
+            if not number.isdigit() or number.startswith("0"):
+                raise UsageError(f"TF Serving version must be a positive integer, not {number[:32]!r}")
+            return reg.get(f"v{number}")
+        return reg.resolve(alias=alias)  # neither: the default version
+
+    # ---- ml v1 ----------------------------------------------------------------------------------
+    # Handlers take the request context and the route's parameters, and return an Answer.
+
+    def _list_models(self, call: Call, project: str) -> Answer:
+        self._check_project(project)
+        models = []
+        for name in Registry(self.storage, self.settings.model_name).list_models():
+            reg = Registry(self.storage, name)
+            default = reg.resolve() if reg.default_version() else None
+            models.append(resources.model_resource(project, name, default))
+        return Answer(200, {"models": models} if models else {})
+
+    def _get_model(self, call: Call, project: str, model: str) -> Answer:
+        reg = self._registry(model, project)
+        default = reg.resolve() if reg.default_version() else None
+        return Answer(200, resources.model_resource(project, model, default))
+
+    def _list_versions(self, call: Call, project: str, model: str) -> Answer:
+        versions = self._registry(model, project).list_versions()
+        size = _int_param(call.request, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        start = _int_param(call.request, "pageToken", 0, 0, len(versions))
+        page = versions[start : start + size]
+        # Like AI Platform: an empty list is an empty object.
+        doc: dict[str, Any] = {}
+        if page:
+            doc["versions"] = [resources.version_resource(project, v) for v in page]
+        if start + size < len(versions):
+            doc["nextPageToken"] = str(start + size)
+        return Answer(200, doc)
+
+    def _get_version(self, call: Call, project: str, model: str, version: str) -> Answer:
+        info = self._registry(model, project).get(version)
+        return Answer(200, resources.version_resource(project, info))
+
+    def _delete_version(self, call: Call, project: str, model: str, version: str) -> Answer:
+        reg = self._registry(model, project)
+        info = reg.get(version)
+        reg.delete(version)
+        return Answer(200, resources.delete_operation(project, info))
+
+    def _set_default(self, call: Call, project: str, model: str, version: str) -> Answer:
+        info = self._registry(model, project).set_default(version)
+        return Answer(200, resources.version_resource(project, info))
+
+    def _predict(self, call: Call, project: str, model: str, version: str | None = None) -> Answer:
+        info = self._registry(model, project).resolve(version=version)
+        return self._run_prediction(info, call)
+
+    # ---- TF Serving -----------------------------------------------------------------------------
+
+    def _tf_predict(self, call: Call, model: str, number: str | None = None,
+                    alias: str | None = None) -> Answer:
+        return self._run_prediction(self._tf_version(self._registry(model), number, alias), call)
+
+    def _tf_status(self, call: Call, model: str, number: str | None = None,
+                   alias: str | None = None) -> Answer:
+        reg = self._registry(model)
+        if number is None and alias is None:
+            return Answer(200, resources.tf_status(reg.list_versions()))
+        return Answer(200, resources.tf_status([self._tf_version(reg, number, alias)]))
+
+    def _tf_metadata(self, call: Call, model: str, number: str | None = None,
+                     alias: str | None = None) -> Answer:
+        return Answer(200, resources.tf_metadata(self._tf_version(self._registry(model), number, alias)))
+
+    # ---- prediction -----------------------------------------------------------------------------
+
+    def _run_prediction(self, info: VersionInfo, call: Call) -> Answer:
+        started = time.perf_counter()
+        batch = parse_body(call.body)
+        outputs = self.cache.get(info).predict(batch)
+        latency_ms = (time.perf_counter() - started) * 1000
+        if self.prediction_log is not None:
+            self.prediction_log.log(
+                info.model, info.name, outputs["class_ids"][:, 0].tolist(),
+                outputs["probabilities"].max(axis=1).tolist(), latency_ms, call.request_id,
+            )
+        return Answer(200, {"predictions": to_predictions(outputs)},
+                      {"X-Model-Version": f"{info.model}/{info.name}"})
+
+    def _check_project(self, project: str) -> None:
+        if project != self.settings.project:
+            raise NotFoundError(
+                f"project {project[:64]!r} not found; this server serves project {self.settings.project!r}"
+            )
+
+
+def status_for(error: MlpipeError) -> int:
+    if isinstance(error, PayloadTooLargeError):
+        return 413
+    if isinstance(error, MethodNotAllowedError):
+        return 405
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ServiceUnavailable):
+        return 503
+    if isinstance(error, (UsageError, RegistryConflictError)):
+        return 400
+    return 500
+
+
+def _int_param(request: flask.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.args.get(name)
+    if text in (None, ""):
+        return default
+    if not text.isdigit() or not low <= int(text) <= max(low, high):
+        raise UsageError(f"query parameter {name} must be an integer in {low}..{max(low, high)}")
+    return int(text)
+
+
+def _drain(request: flask.Request, limit: int) -> None:
+    remaining = limit
+    while remaining > 0:
+        chunk = request.stream.read(min(65536, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
+def _too_large(length: int | None) -> str:
+    size = f" ({length} bytes)" if length is not None else ""
+    return f"request body{size} is larger than the {MAX_BODY_BYTES} bytes accepted"
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+_app: ServingApp | None = None
+_app_lock = threading.Lock()
+
+
+def get_app() -> ServingApp:
+    """The instance's ServingApp, created from `load_settings()` on first use."""
+    global _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                _app = ServingApp(load_settings())
+    return _app
+
+
+def json_error(error: Exception) -> flask.Response:
+    """Errors raised by the framework itself (its robots.txt 404, a client that disconnects
+    mid-body, …) answered in the same JSON shape."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(error, HTTPException):
+        status, message = error.code or 500, error.description or error.name
+    else:
+        log.error("unhandled framework error", exc_info=error)
+        status, message = 500, "internal server error"
+    return flask.Response(_dumps({"error": message}), status=status, mimetype="application/json")

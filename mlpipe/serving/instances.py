@@ -1,0 +1,140 @@
+"""Prediction request bodies → a float32 [n, 784] batch of raw 0–255 pixels, or BadInstanceError.
+
+Accepted instances (AI Platform / TF Serving row format, `{"instances": [...]}`):
+- `{"image": PIXELS}` or a bare `PIXELS`, where PIXELS is 784 numbers, 28×28 or 28×28×1;
+- `{"image_bytes": {"b64": "<base64 PNG>"}}`: a 28×28 PNG, decoded here with Pillow. Grey ("L")
+  is expected; other PNG modes are converted to grey (ITU-R 601-2 luma, alpha ignored).
+Normalization stays in the model, so values must be raw pixels in [0, 255]; booleans, strings, null,
+NaN and ±Infinity are rejected, never coerced.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from mlpipe.errors import BadInstanceError
+from mlpipe.registry.contract import PIXELS
+
+SIDE = 28
+SHAPES = ((PIXELS,), (SIDE, SIDE), (SIDE, SIDE, 1))
+PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
+
+
+def parse_body(body: bytes) -> np.ndarray:
+    """The request body's instances as a float32 array of shape [n, 784]."""
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise BadInstanceError('request body must be a JSON object like {"instances": [...]}')
+    if "instances" not in doc:
+        raise BadInstanceError('request body has no "instances" list')
+    unknown = sorted(set(doc) - {"instances", "signature_name"})
+    if unknown:
+        raise BadInstanceError(f"unknown request field(s) {unknown[:5]}; send only \"instances\"")
+    sig = doc.get("signature_name", "serving_default")
+    if sig != "serving_default":
+        raise BadInstanceError(f"unknown signature_name {str(sig)[:60]!r}; only serving_default is served")
+    instances = doc["instances"]
+    if not isinstance(instances, list):
+        raise BadInstanceError('"instances" must be a list')
+    if not instances:
+        raise BadInstanceError('"instances" is empty')
+    return np.stack([parse_instance(inst, i) for i, inst in enumerate(instances)])
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise BadInstanceError("request body is empty; send JSON")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except BadInstanceError:
+        raise
+    except RecursionError:
+        raise BadInstanceError("request body is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise BadInstanceError(f"request body is not valid JSON: {str(e)[:120]}") from None
+
+
+def _reject_constant(name: str) -> None:
+    raise BadInstanceError(f"{name} is not a pixel value")
+
+
+def parse_instance(instance: Any, index: int) -> np.ndarray:
+    """One instance → float32 [784]."""
+    where = f"instances[{index}]"
+    if isinstance(instance, dict):
+        keys = set(instance)
+        if keys == {"image"}:
+            return _pixels(instance["image"], f"{where}.image")
+        if keys == {"image_bytes"}:
+            return _png(instance["image_bytes"], f"{where}.image_bytes")
+        raise BadInstanceError(
+            f'{where} must have exactly one key, "image" or "image_bytes"; has {sorted(keys)[:5]}'
+        )
+    if isinstance(instance, list):
+        return _pixels(instance, where)
+    raise BadInstanceError(f'{where} must be an object {{"image": [...]}} or a list of pixels')
+
+
+def _pixels(value: Any, where: str) -> np.ndarray:
+    if not isinstance(value, list):
+        raise BadInstanceError(f"{where} must be a list of 784 pixels (or 28x28, 28x28x1)")
+    if len(value) == PIXELS and not isinstance(value[0], list):
+        items: Any = value  # the common flat form: check element types on the list itself (fast)
+    else:
+        try:
+            # dtype=object keeps ragged lists and non-numbers as they are, so they can be rejected
+            # below instead of being coerced ("5" → 5.0, true → 1) by a numeric conversion.
+            arr = np.array(value, dtype=object)
+        except (ValueError, RecursionError):
+            raise BadInstanceError(f"{where} is not a regular array of pixels (ragged or too deep)") from None
+        if arr.shape not in SHAPES:
+            ragged = any(isinstance(x, list) for x in arr.flat)
+            got = "a ragged array" if ragged else f"shape {list(arr.shape)}"
+            raise BadInstanceError(f"{where} must hold 784 pixels as [784], [28, 28] or [28, 28, 1]; got {got}")
+        items = arr.reshape(PIXELS).tolist()
+    kinds = set(map(type, items))
+    if not kinds <= {int, float}:
+        bad = sorted(k.__name__ for k in kinds - {int, float})
+        raise BadInstanceError(f"{where} has non-numeric pixel values ({', '.join(bad)})")
+    try:
+        flat = np.array(items, dtype=np.float64)
+    except OverflowError:
+        raise BadInstanceError(f"{where} has a pixel value outside 0..255") from None
+    if not np.isfinite(flat).all():
+        raise BadInstanceError(f"{where} has a NaN or infinite pixel value")
+    if flat.min() < 0 or flat.max() > 255:
+        raise BadInstanceError(
+            f"{where} has pixel values in [{flat.min():g}, {flat.max():g}]; raw pixels must be in 0..255"
+        )
+    return flat.astype(np.float32)
+
+
+def _png(value: Any, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(value, dict) or set(value) != {"b64"} or not isinstance(value["b64"], str):
+        raise BadInstanceError(f'{where} must be {{"b64": "<base64-encoded PNG>"}}')
+    try:
+        data = base64.b64decode(value["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInstanceError(f"{where}.b64 is not valid base64") from None
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            # Check size and mode before decoding pixels: a bomb is rejected without being inflated.
+            if img.size != (SIDE, SIDE):
+                raise BadInstanceError(f"{where} is a {img.size[0]}x{img.size[1]} PNG; expected 28x28")
+            if img.mode not in PNG_MODES:
+                raise BadInstanceError(f"{where} has PNG mode {img.mode}; use 8-bit grey (L)")
+            grey = img.convert("L") if img.mode != "L" else img
+            pixels = np.asarray(grey, dtype=np.float32)
+    except BadInstanceError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise BadInstanceError(f"{where} is not a readable PNG image") from None
+    return pixels.reshape(PIXELS)

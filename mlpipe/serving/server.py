@@ -1,0 +1,63 @@
+"""`mlpipe serve`: run the serving function in the real functions-framework server (gunicorn)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from mlpipe.config import ENV_VARS, Settings
+from mlpipe.errors import ServiceStateError, UsageError
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("main.py")
+TARGET = "predict_http"
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """`settings` as the MLPIPE_* variables the function's `load_settings()` reads back."""
+    env = {}
+    for var, name in ENV_VARS.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool):
+            env[var] = "1" if value else "0"
+        elif isinstance(value, Path):
+            env[var] = str(value.absolute())
+        else:
+            env[var] = str(value)
+    # An empty registry_root means "under the state dir"; pass the resolved location instead.
+    env["MLPIPE_REGISTRY_ROOT"] = str(Path(settings.registry_location).absolute())
+    return env
+
+
+def server_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "functions_framework",
+        "--source", str(SOURCE), "--target", TARGET, "--host", host, "--port", str(port),
+    ]  # fmt: skip
+
+
+def server_environ(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(settings_environ(settings))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    return env
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Replace this process with the server (so signals and exit codes are the server's own)."""
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be 1-65535, not {port}")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ServiceStateError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    log.info("serving %s (model %s, project %s) on http://%s:%d", settings.registry_location,
+             settings.model_name, settings.project, host, port)
+    cmd = server_command(host, port)
+    os.execve(cmd[0], cmd, server_environ(settings))
