@@ -8,6 +8,11 @@ ExampleValidator; nothing is pushed by either.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +121,55 @@ def test_bigquery_down_names_the_endpoint(pipeline_state):
     down = pipeline_state.replace(bq_port=1)  # nothing listens on port 1
     with pytest.raises(ServiceUnavailable, match="127.0.0.1:1"):
         run_local(quick_config(down))
+
+
+def _run_cli(settings, *flags: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mlpipe.cli", "run", "--profile", "quick",
+           "--state-dir", str(settings.state_dir), "--dataset", settings.dataset,
+           "--bq-port", str(settings.bq_port), "--bq-grpc-port", str(settings.bq_grpc_port), *flags]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_run_killed_mid_training_resumes_from_cache(pipeline_state):
+    cfg = quick_config(pipeline_state)
+    flags = ("--steps-per-iteration", "120", "--regression-tolerance", "1.0")
+    trainer_runs = cfg.pipeline_root / "Trainer" / "model_run"
+    before = set(trainer_runs.iterdir())
+    proc = _run_cli(pipeline_state, *flags)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and set(trainer_runs.iterdir()) == before and proc.poll() is None:
+        time.sleep(0.5)
+    time.sleep(2)  # well inside training
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(pushed_models(cfg)) == 1  # nothing (half-)pushed by the killed run
+
+    summary = run_local(dataclasses.replace(
+        cfg, training=dataclasses.replace(cfg.training, max_iteration_steps=120), regression_tolerance=1.0))
+    states = {c.component: c.state for c in summary.components}
+    for reused in ("LocalBigQueryExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
+        assert states[reused] == "cached", states
+    assert states["Trainer"] == "complete" and summary.blessed is True
+    pushed = pushed_models(cfg)
+    assert len(pushed) == 2 and summary.pushed_to == pushed[1]
+    registry_dir = Path(cfg.settings.registry_location) / cfg.model_name
+    assert sorted(p.name for p in (registry_dir / "versions").iterdir()) == ["v1", "v2"]
+    RESULTS["second"] = summary
+
+
+def test_baseline_follows_the_registry_default_after_rollback(pipeline_state):
+    from mlpipe.registry import Registry
+
+    first = RESULTS["first"]
+    cfg = quick_config(pipeline_state)
+    registry = Registry(cfg.settings.registry_location, model=cfg.model_name)
+    assert registry.resolve().name == "v2"
+    registry.set_default("v1")  # roll back
+    rerun = dataclasses.replace(
+        cfg, training=dataclasses.replace(cfg.training, seed=7), promote=False, regression_tolerance=1.0
+    )
+    summary = run_local(rerun)
+    assert summary.baseline_accuracy == pytest.approx(first.accuracy)
+    assert registry.resolve().name == "v1"  # --no-promote keeps the rolled-back default
+    assert [v.name for v in registry.list_versions()] == ["v1", "v2", "v3"]
