@@ -9,7 +9,10 @@ import re
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nFigures written by the scripts in `bench/` (`make bench`); each section says when and where.\n"
+HEADER = (
+    "# Benchmarks\n\nFigures written by the scripts in `bench/` (`make bench`); "
+    "each section says when and where.\n"
+)
 
 
 def machine() -> str:

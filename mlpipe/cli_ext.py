@@ -6,7 +6,7 @@ its CLI code without `cli.py` importing heavy libraries (TensorFlow, TFX) at sta
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mlpipe import pipeline_cli
 from mlpipe.registry import cli as registry_cli

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.components.example_validator import executor as stock
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
-from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 
 class AnomaliesFound(RuntimeError):
