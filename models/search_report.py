@@ -238,6 +238,9 @@ def build_search_report(
             if "adanet_loss/adanet/adanet_weighted_ensemble" in train:
                 entry["train_adanet_loss"] = train["adanet_loss/adanet/adanet_weighted_ensemble"]
             candidates.append(entry)
+        if selected is None and len(candidates) == 1:
+            # AdaNet skips evaluation when there is nothing to choose from.
+            selected = candidates[0]["name"]
         if i not in chosen_members and selected:
             chosen = next((c for c in candidates if c["name"] == selected), None)
             if chosen is not None:
