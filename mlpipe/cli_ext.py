@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mlpipe import pipeline_cli
+from mlpipe.cloud import cli as cloud_cli
 from mlpipe.registry import cli as registry_cli
 from mlpipe.serving import cli as serving_cli
 
-REGISTRARS: list[Callable] = [pipeline_cli.register, registry_cli.register, serving_cli.register]
+REGISTRARS: list[Callable] = [
+    pipeline_cli.register,
+    registry_cli.register,
+    serving_cli.register,
+    cloud_cli.register,
+]

@@ -15,6 +15,7 @@ from typing import Literal
 from mlpipe.errors import UsageError
 
 BigQueryTarget = Literal["local", "cloud"]
+PushTarget = Literal["ai_platform", "vertex"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,14 @@ ENV_VARS: dict[str, str] = {
     "MLPIPE_REGISTRY_ROOT": "registry_root",
     "MLPIPE_MODEL": "model_name",
     "MLPIPE_LOG_PREDICTIONS": "log_predictions",
+    # Google Cloud: read by `mlpipe compile-vertex` / vertex_runner.py (pipeline.configs.CloudConfig).
+    "MLPIPE_REGION": "region",
+    "MLPIPE_GCS_ROOT": "gcs_root",
+    "MLPIPE_IMAGE": "image",
+    "MLPIPE_DATAFLOW_TEMP_LOCATION": "dataflow_temp_location",
+    "MLPIPE_DATAFLOW_MAX_WORKERS": "dataflow_max_workers",
+    "MLPIPE_PUSH_TARGET": "push_target",
+    "MLPIPE_SERVICE_ACCOUNT": "service_account",
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -62,10 +71,23 @@ class Settings:
     model_name: str = "mnist"
     # Append every served prediction to `dataset.predictions` (batched, off the request path).
     log_predictions: bool = True
+    # ---- Google Cloud (managed runs); validated together by pipeline.configs.CloudConfig, so that
+    # local commands never require them.
+    region: str = "us-central1"
+    # gs://BUCKET[/PREFIX]: pipeline root (GCS_ROOT/pipelines/NAME) and Dataflow temp/staging files.
+    gcs_root: str = ""
+    # The project's container image (Dockerfile): every pipeline step and every Dataflow worker.
+    image: str = ""
+    dataflow_temp_location: str = ""  # empty means GCS_ROOT/tmp
+    dataflow_max_workers: int = 4
+    push_target: PushTarget = "ai_platform"  # AI Platform Prediction (ml v1) or a Vertex AI endpoint
+    service_account: str = ""  # runs the pipeline and the Dataflow workers; empty = the default one
 
     def __post_init__(self) -> None:
         if self.bq_target not in ("local", "cloud"):
             raise UsageError(f"bq_target must be 'local' or 'cloud', not {self.bq_target!r}")
+        if self.push_target not in ("ai_platform", "vertex"):
+            raise UsageError(f"push_target must be 'ai_platform' or 'vertex', not {self.push_target!r}")
         for name in ("bq_port", "bq_grpc_port"):
             port = getattr(self, name)
             if not 0 < port < 65536:

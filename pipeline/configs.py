@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mlpipe.cloud.config import CloudConfig
 from mlpipe.config import Settings
 from mlpipe.errors import UsageError
 from models.model import TrainingConfig
@@ -52,8 +53,11 @@ class PipelineConfig:
     source_fingerprint: str = ""
     model_name: str = "mnist"  # registry model the Pusher publishes to
     promote: bool = True  # a newly pushed version becomes the registry default
+    cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 
     def __post_init__(self) -> None:
+        if (self.orchestration == "vertex") != (self.cloud is not None):
+            raise UsageError("a vertex pipeline needs cloud settings, and only a vertex pipeline has them")
         if not 0.0 <= self.accuracy_floor <= 1.0:
             raise UsageError(f"accuracy floor must be within 0..1, not {self.accuracy_floor}")
         if self.regression_tolerance < 0:
@@ -72,6 +76,11 @@ class PipelineConfig:
             accuracy_floor=p.accuracy_floor,
         )
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def on_vertex(self) -> PipelineConfig:
+        """The same pipeline for Vertex AI Pipelines: cloud settings validated, Beam on Dataflow."""
+        cloud = CloudConfig.from_settings(self.settings)
+        return dataclasses.replace(self, orchestration="vertex", cloud=cloud, beam_args=cloud.beam_args())
 
     @property
     def pipeline_root(self) -> Path:

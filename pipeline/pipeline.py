@@ -8,6 +8,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
+from mlpipe.cloud.config import AI_PLATFORM_RUNTIME_VERSION, CloudConfig
 from models import features
 from pipeline import queries
 from pipeline.components import (
@@ -86,7 +87,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
 
     # Statistics of every split, checked against the curated schema in the repo.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=_schema_file(cfg))
     # Stops the pipeline on any anomaly (pixel > 255, 783 pixels, label 11, ...).
     example_validator = validation_gate.GatedExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -159,23 +160,66 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
             },
         ).with_id("Pusher")
     else:
-        pusher = tfx.components.Pusher(
+        # A new version of AI Platform model `mnist` (ml v1), or a model deployed to the Vertex
+        # endpoint `mnist`: cfg.cloud.push_target.
+        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(cfg.serving_dir))
-            ),
-        )
+            custom_config=cloud_push_config(cfg.cloud),
+        ).with_id("Pusher")
     components.append(pusher)
 
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
-        pipeline_root=str(cfg.pipeline_root.resolve()),
+        pipeline_root=_pipeline_root(cfg),
         components=components,
         enable_cache=cfg.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(cfg.beam_args),
     )
+
+
+def cloud_push_config(cloud: CloudConfig) -> dict:
+    """`custom_config` of the AI Platform Pusher for the configured push target."""
+    from tfx.extensions.google_cloud_ai_platform import constants
+
+    if cloud.push_target == "vertex":
+        return {
+            constants.ENABLE_VERTEX_KEY: True,
+            constants.VERTEX_REGION_KEY: cloud.region,
+            constants.VERTEX_CONTAINER_IMAGE_URI_KEY: cloud.vertex_serving_image,
+            constants.SERVING_ARGS_KEY: {
+                "project_id": cloud.project,
+                "endpoint_name": cloud.model_name,
+                "machine_type": "n1-standard-2",
+                "min_replica_count": 1,
+                "max_replica_count": 1,
+            },
+        }
+    else:
+        return {
+            constants.SERVING_ARGS_KEY: {
+                "model_name": cloud.model_name,
+                "project_id": cloud.project,
+                "regions": [cloud.region],
+                "runtime_version": AI_PLATFORM_RUNTIME_VERSION,
+            },
+        }
+
+
+def _schema_file(cfg: PipelineConfig) -> str:
+    # In the cloud the steps read the schema inside the project's image, not on this machine.
+    if cfg.orchestration == "local":
+        return SCHEMA_FILE
+    else:
+        return cfg.cloud.schema_file
+
+
+def _pipeline_root(cfg: PipelineConfig) -> str:
+    if cfg.orchestration == "local":
+        return str(cfg.pipeline_root.resolve())
+    else:
+        return cfg.cloud.pipeline_root(cfg.pipeline_name)
 
 
 def _training_dict(cfg: PipelineConfig) -> dict:
