@@ -66,8 +66,13 @@ def latest_run_id(store, pipeline_name: str) -> str | None:
     if not executions:
         return None
     latest = max(executions, key=lambda e: e.create_time_since_epoch)
+    return run_id_of(store, latest)
+
+
+def run_id_of(store, execution) -> str | None:
+    """The pipeline run (its `pipeline_run` context's name) an execution belongs to."""
     run_type = store.get_context_type("pipeline_run")
-    for ctx in store.get_contexts_by_execution(latest.id):
+    for ctx in store.get_contexts_by_execution(execution.id):
         if ctx.type_id == run_type.id:
             return ctx.name
     return None
@@ -131,18 +136,28 @@ def _fill_model_results(store, executions, summary: RunSummary) -> None:
 
 def evaluation_accuracy(evaluation_uri: str) -> dict[str, float]:
     """Overall-slice accuracy of the candidate and (if there was one) the baseline model."""
+    return {
+        role: metrics["sparse_categorical_accuracy"]
+        for role, metrics in overall_metrics(evaluation_uri).items()
+        if "sparse_categorical_accuracy" in metrics
+    }
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Overall-slice scalar metrics (name → value) of the "candidate" and the "baseline" model;
+    the candidate-minus-baseline diffs are left out."""
     import tensorflow_model_analysis as tfma
 
-    found: dict[str, float] = {}
+    found: dict[str, dict[str, float]] = {}
     for metrics in tfma.load_metrics(evaluation_uri):
         if metrics.slice_key.single_slice_keys:
             continue
         for kv in metrics.metric_keys_and_values:
             key = kv.key
-            if key.name != "sparse_categorical_accuracy" or key.is_diff:
+            if key.is_diff or not kv.value.HasField("double_value"):
                 continue
             role = "baseline" if key.model_name == "baseline" else "candidate"
-            found[role] = kv.value.double_value.value
+            found.setdefault(role, {})[key.name] = kv.value.double_value.value
     return found
 
 
