@@ -38,13 +38,17 @@ LOCK_FILE = ".lock"
 class LocalStorage:
     """A registry root on the local filesystem."""
 
+    def __new__(cls, location: str | os.PathLike[str]) -> LocalStorage:
+        # A root with a URL scheme (gs://…) is read through tf.io.gfile; chosen here because the
+        # registry and the server construct `LocalStorage(root)` directly.
+        if cls is LocalStorage and "://" in os.fspath(location):
+            from mlpipe.registry.gfile_storage import GfileStorage
+
+            return super().__new__(GfileStorage)
+        return super().__new__(cls)
+
     def __init__(self, location: str | os.PathLike[str]) -> None:
         text = os.fspath(location)
-        if "://" in text:
-            raise UsageError(
-                f"registry root {text!r}: only local directories are supported so far; "
-                "set MLPIPE_REGISTRY_ROOT to a path"
-            )
         self.root = Path(text).expanduser().absolute()
         # (inode, mtime_ns, size) → parsed JSON, so servers can re-read small files per request
         # for the cost of one stat(). os.replace always gives a new inode, so a change is never missed.

@@ -202,4 +202,4 @@ def test_models_are_separate(tmp_path, fake_models):
 
 def test_cloud_uri_is_refused_clearly(tmp_path):
     with pytest.raises(UsageError, match="only local directories"):
-        Registry("gs://bucket/registry")
+        Registry("s3://bucket/registry")
