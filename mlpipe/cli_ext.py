@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlpipe import pipeline_cli
+from mlpipe import pipeline_cli, serving_check
 from mlpipe.cloud import cli as cloud_cli
 from mlpipe.registry import cli as registry_cli
 from mlpipe.serving import cli as serving_cli
@@ -17,5 +17,6 @@ REGISTRARS: list[Callable] = [
     pipeline_cli.register,
     registry_cli.register,
     serving_cli.register,
+    serving_check.register,
     cloud_cli.register,
 ]

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: BigQuery service → MNIST loaded → summary from BigQuery.
+# The main job on embedded defaults: BigQuery service → MNIST loaded → full pipeline → serving check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MLPIPE=.venv/bin/mlpipe
 
 started_here=0
-if ! $MLPIPE bq status >/dev/null 2>&1 || ! $MLPIPE bq status | grep -q "^state *: running"; then
+if ! $MLPIPE bq status 2>/dev/null | grep -q "^state *: running"; then
   $MLPIPE bq start
   started_here=1
 fi
 cleanup() { if [[ $started_here == 1 ]]; then $MLPIPE bq stop >/dev/null; fi; }
 trap cleanup EXIT
 
+t0=$SECONDS
 $MLPIPE load-data --if-needed
 $MLPIPE data-summary
-$MLPIPE run
+$MLPIPE run "$@"
+$MLPIPE models list
+$MLPIPE serving-check --count 10
+echo "make run: done in $((SECONDS - t0)) s (after setup)"
