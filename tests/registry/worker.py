@@ -21,8 +21,11 @@ def churn(reg: Registry, saved_model: str, rounds: int, seed: int) -> dict[str, 
     for _ in range(rounds):
         pushed.append(reg.push(saved_model, {"extra": {"seed": seed}}, promote=rng.random() < 0.5).name)
         names = [v.name for v in reg.list_versions()]
-        reg.set_default(rng.choice(names))
-        reg.set_alias(f"w{seed}", rng.choice(names))
+        try:
+            reg.set_default(rng.choice(names))
+            reg.set_alias(f"w{seed}", rng.choice(names))
+        except NotFoundError:
+            pass  # another worker deleted it since the listing: refusing is correct
         if rng.random() < 0.3:
             victim = rng.choice(pushed)
             try:
