@@ -12,8 +12,10 @@ What differs from the local backend, and why:
   directory (a version's SavedModel) copies it into a per-process mirror under the temp dir
   (in Cloud Functions: the instance's in-memory /tmp). Version names are never reused, so a mirrored
   version stays valid; listing versions copies each listed version once per instance.
-- `read_json` re-validates its cache with one `stat` (size and modification time), as the local
-  backend does, so `state.json` changes (a new default) are seen on the next request.
+- `read_json` reads the object on every call, without a cache: an object store's stat costs a
+  request just like the small read, and file:// stats have only second resolution, so a cache
+  validated by stat could miss a same-size change (a new default, `v1` → `v2`). TensorFlow's GCS
+  stat cache (GCS_STAT_CACHE_MAX_AGE, 5 s by default) may still delay `exists` and listings.
 """
 
 from __future__ import annotations
@@ -59,8 +61,7 @@ class GfileStorage(LocalStorage):
         self.root = self.url  # type: ignore[assignment]
         digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self.mirror = MIRROR_ROOT / digest
-        self._json_cache: dict[str, tuple[tuple[int, int], Any]] = {}
-        self._cache_lock = threading.Lock()
+        self._locks_lock = threading.Lock()
         self._mirror_locks: dict[str, threading.Lock] = {}
 
     # ---- paths ----------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ class GfileStorage(LocalStorage):
         local = self.mirror / posixpath.normpath(Path(rel).as_posix())
         if local.exists():
             return local
-        with self._cache_lock:
+        with self._locks_lock:
             lock = self._mirror_locks.setdefault(url, threading.Lock())
         with lock:
             if not local.exists() and self._gfile.isdir(url):
@@ -109,27 +110,14 @@ class GfileStorage(LocalStorage):
     # ---- JSON -----------------------------------------------------------------------------------
 
     def read_json(self, rel: str | Path) -> Any | None:
-        url = self._url(rel)
+        """Parsed JSON of `rel`, or None if it does not exist; read afresh every time."""
         try:
-            st = self._gfile.stat(url)
+            with self._gfile.GFile(self._url(rel), "rb") as fh:
+                return json.loads(fh.read())
         except Exception as e:
             if _not_found(e):
                 return None
             raise
-        key = (st.length, st.mtime_nsec)
-        cached = self._json_cache.get(url)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        try:
-            with self._gfile.GFile(url, "rb") as fh:
-                data = json.loads(fh.read())
-        except Exception as e:
-            if _not_found(e):
-                return None
-            raise
-        with self._cache_lock:
-            self._json_cache[url] = (key, data)
-        return data
 
     # ---- writing: not here ----------------------------------------------------------------------
 
