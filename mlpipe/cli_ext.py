@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from mlpipe import pipeline_cli, serving_check
 from mlpipe.cloud import cli as cloud_cli
+from mlpipe.lineage import cli as lineage_cli
 from mlpipe.registry import cli as registry_cli
 from mlpipe.serving import cli as serving_cli
 
@@ -19,4 +20,5 @@ REGISTRARS: list[Callable] = [
     serving_cli.register,
     serving_check.register,
     cloud_cli.register,
+    lineage_cli.register,
 ]

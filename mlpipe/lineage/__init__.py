@@ -1,0 +1,1 @@
+"""Lineage from ML Metadata: from a served version back to the BigQuery data, runs, and the reverse."""

@@ -1,0 +1,155 @@
+"""What artifacts' files say: split row counts, anomalies, training summary, evaluation results.
+
+MLMD records where an artifact lives, not what is in it; these readers open the files and return plain
+Python values. Statistics and anomalies are the `tensorflow_metadata` protos TFDV writes, parsed as
+`tfdv.load_stats_binary` does, without importing TFDV (20 s of Beam and TensorFlow start-up for a
+two-line parse); evaluations are read with TFMA. A file that is gone (a pruned pipeline root) gives
+an empty answer with a log line rather than failing the whole report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+
+from mlpipe.run_summary import overall_metrics
+
+log = logging.getLogger(__name__)
+
+ACCURACY = "sparse_categorical_accuracy"  # TFMA's name for the Evaluator's accuracy metric
+STATS_FILE = "FeatureStats.pb"
+ANOMALIES_FILE = "SchemaDiff.pb"
+TRAINING_SUMMARY = "training_summary.json"
+# AdaNet reports the final ensemble only as a serialized text summary, "| 2_layer_dnn | 3_layer_dnn |".
+_ENSEMBLE_RE = re.compile(r"\|((?: [^|\x00-\x1f]+ \|)+)")
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    split: str
+    feature: str  # "" for a dataset-level anomaly
+    description: str
+
+
+@dataclass(frozen=True)
+class ValidationFailure:
+    """A threshold the candidate missed: `is_diff` means the comparison with the baseline."""
+
+    metric: str
+    value: float | None  # the metric, or for `is_diff` its change against the baseline
+    is_diff: bool
+    bound: float | None  # the value threshold's lower bound, or the change threshold's absolute limit
+    slice: str  # "" for the overall slice, else e.g. "label=3"
+    message: str
+
+
+def split_dir(uri: str, split: str) -> str:
+    return os.path.join(uri, f"Split-{split}")
+
+
+def split_row_counts(statistics_uri: str, splits: list[str]) -> dict[str, int]:
+    """Examples per split, from the ExampleStatistics artifact's `Split-*/FeatureStats.pb`."""
+    counts: dict[str, int] = {}
+    for split in splits:
+        path = os.path.join(split_dir(statistics_uri, split), STATS_FILE)
+        if not os.path.exists(path):
+            log.warning("statistics of split %s are gone: %s", split, path)
+            continue
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(_read(path))
+        counts[split] = int(sum(d.num_examples for d in stats.datasets))
+    return counts
+
+
+def split_anomalies(anomalies_uri: str, splits: list[str]) -> list[Anomaly]:
+    """Anomalies per split and feature, from the ExampleAnomalies artifact's `Split-*/SchemaDiff.pb`."""
+    found: list[Anomaly] = []
+    for split in splits:
+        path = os.path.join(split_dir(anomalies_uri, split), ANOMALIES_FILE)
+        if not os.path.exists(path):
+            log.warning("anomalies of split %s are gone: %s", split, path)
+            continue
+        anomalies = anomalies_pb2.Anomalies.FromString(_read(path))
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            found.append(Anomaly(split, feature, info.description or info.short_description))
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            found.append(Anomaly(split, "", info.description or info.short_description))
+    return found
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def training_summary(model_run_uri: str) -> dict:
+    """`training_summary.json`, written by `models.model.run_fn` into the Trainer's model_run dir."""
+    path = os.path.join(model_run_uri, TRAINING_SUMMARY)
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        log.warning("no training summary at %s", path)
+        return {}
+    except ValueError:
+        log.warning("unreadable training summary at %s", path)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def final_ensemble(summary: dict) -> list[str]:
+    """Subnetworks of the ensemble AdaNet selected last, from the training summary's eval metrics."""
+    text = str(summary.get("eval", {}).get("architecture/adanet/ensembles", ""))
+    match = _ENSEMBLE_RE.search(text)
+    if not match:
+        return []
+    return [part.strip() for part in match.group(1).split("|") if part.strip()]
+
+
+def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Overall-slice metrics of the candidate and the baseline; {} when the evaluation is gone."""
+    if not os.path.isdir(evaluation_uri):
+        log.warning("evaluation output is gone: %s", evaluation_uri)
+        return {}
+    return overall_metrics(evaluation_uri)
+
+
+def validation_failures(evaluation_uri: str) -> list[ValidationFailure]:
+    """The thresholds the candidate missed, from TFMA's validation result (empty when it passed)."""
+    import tensorflow_model_analysis as tfma
+
+    if not os.path.isdir(evaluation_uri):
+        return []
+    try:
+        result = tfma.load_validation_result(evaluation_uri)
+    except (OSError, ValueError, IndexError) as e:
+        log.warning("no readable validation result in %s: %s", evaluation_uri, e)
+        return []
+    failures = []
+    # A threshold without slicing specs applies to every slice, so a single label can fail it too.
+    for per_slice in result.metric_validations_per_slice:
+        where = ",".join(f"{k.column}={_slice_value(k)}" for k in per_slice.slice_key.single_slice_keys)
+        for f in per_slice.failures:
+            value = f.metric_value.double_value.value if f.metric_value.HasField("double_value") else None
+            failures.append(ValidationFailure(f.metric_key.name, value, f.metric_key.is_diff,
+                                              _bound(f.metric_threshold), where, f.message))
+    return sorted(failures, key=lambda f: (f.slice != "", f.slice, f.metric))
+
+
+def _bound(threshold) -> float | None:
+    if threshold.HasField("value_threshold") and threshold.value_threshold.HasField("lower_bound"):
+        return threshold.value_threshold.lower_bound.value
+    if threshold.HasField("change_threshold") and threshold.change_threshold.HasField("absolute"):
+        return threshold.change_threshold.absolute.value
+    return None
+
+
+def _slice_value(key) -> str:
+    which = key.WhichOneof("kind")
+    value = getattr(key, which) if which else ""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,166 @@
+"""Pipeline runs from ML Metadata: when, how long each component took, and what came of it.
+
+The outcome says what a user wants to know first: the version a run pushed, or why it pushed none
+("not blessed: accuracy 0.4100 < baseline 0.9030", "failed at ExampleValidator").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipe.errors import NotFoundError, UsageError
+from mlpipe.lineage import payloads
+from mlpipe.lineage.graph import Execution, MetadataGraph, iso_time
+from mlpipe.lineage.payloads import ACCURACY
+
+UNFINISHED = ("running", "new", "unknown")
+
+
+@dataclass(frozen=True)
+class ArtifactLink:
+    key: str
+    artifact_id: int
+    type: str
+
+
+@dataclass(frozen=True)
+class ComponentRun:
+    component: str
+    execution_id: int
+    state: str
+    started: str
+    seconds: float
+    inputs: tuple[ArtifactLink, ...]
+    outputs: tuple[ArtifactLink, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    started: str
+    seconds: float  # first start to last update of any of its executions
+    status: str  # complete | failed | incomplete
+    outcome: str
+    pushed_version: str | None
+    model_artifact_id: int | None
+    blessed: bool | None
+    accuracy: float | None
+    baseline_accuracy: float | None
+    components: tuple[ComponentRun, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def list_runs(graph: MetadataGraph) -> list[RunRecord]:
+    """Every run of the pipeline, oldest first."""
+    return [run_record(graph, run_id) for run_id in graph.run_ids()]
+
+
+def find_run(graph: MetadataGraph, text: str) -> str:
+    """A run id from its full id, a unique prefix of it, or `latest`."""
+    runs = graph.run_ids()
+    if not runs:
+        raise NotFoundError(f"pipeline {graph.pipeline_name!r} has no runs in {graph.path}")
+    if text == "latest":
+        return runs[-1]
+    if text in runs:
+        return text
+    matches = [r for r in runs if r.startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"run {text!r} is ambiguous: {', '.join(matches)}")
+    raise NotFoundError(f"pipeline {graph.pipeline_name!r} has no run {text!r} (see `mlpipe runs list`)")
+
+
+def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
+    executions = graph.run_executions(run_id)
+    components = tuple(_component(graph, e) for e in executions)
+    started = min(e.started_ms for e in executions) if executions else 0
+    ended = max(e.updated_ms for e in executions) if executions else 0
+    model_id = accuracy = baseline_accuracy = blessed = pushed_version = None
+    failures: list[payloads.ValidationFailure] = []
+    metrics: dict[str, dict[str, float]] = {}
+    for e in executions:
+        for a in graph.outputs(e.id):
+            if a.type == "Model":
+                model_id = a.id
+            elif a.type == "ModelBlessing":
+                blessed = bool(a.prop("blessed"))
+            elif a.type == "ModelEvaluation":
+                metrics = payloads.evaluation_metrics(a.uri)
+                failures = payloads.validation_failures(a.uri)
+            elif a.type == "PushedModel" and a.prop("pushed"):
+                pushed_version = str(a.prop("pushed_version") or a.prop("pushed_destination") or "")
+    accuracy = metrics.get("candidate", {}).get(ACCURACY)
+    baseline_accuracy = metrics.get("baseline", {}).get(ACCURACY)
+    status, outcome = _outcome(executions, pushed_version, blessed, failures, metrics)
+    return RunRecord(
+        run_id=run_id,
+        started=iso_time(started),
+        seconds=round(max(ended - started, 0) / 1000.0, 3),
+        status=status,
+        outcome=outcome,
+        pushed_version=pushed_version,
+        model_artifact_id=model_id,
+        blessed=blessed,
+        accuracy=accuracy,
+        baseline_accuracy=baseline_accuracy,
+        components=components,
+    )
+
+
+def not_blessed_reason(failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> str:
+    """One line for the first threshold the candidate missed, overall slice first."""
+    if not failures:
+        return "not blessed"
+    f = failures[0]
+    name = _short(f.metric)
+    where = f" on {f.slice}" if f.slice else ""
+    candidate = metrics.get("candidate", {}).get(f.metric)
+    baseline = metrics.get("baseline", {}).get(f.metric)
+    if f.is_diff and not f.slice and candidate is not None and baseline is not None:
+        tolerance = f" - {-f.bound:.4f}" if f.bound else ""
+        return f"not blessed: {name} {candidate:.4f} < baseline {baseline:.4f}{tolerance}"
+    if f.is_diff:
+        change = "n/a" if f.value is None else f"{f.value:+.4f}"
+        return f"not blessed: {name}{where} changed by {change} against the baseline"
+    value = "n/a" if f.value is None else f"{f.value:.4f}"
+    floor = "the threshold" if f.bound is None else f"floor {f.bound:.4f}"
+    return f"not blessed: {name}{where} {value} < {floor}"
+
+
+def _outcome(executions: list[Execution], pushed_version: str | None, blessed: bool | None,
+             failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> tuple[str, str]:
+    failed = [e for e in executions if e.state == "failed"]
+    if failed:
+        return "failed", f"failed at {failed[0].component}"
+    unfinished = [e for e in executions if e.state in UNFINISHED]
+    if unfinished:
+        return "incomplete", f"stopped at {unfinished[0].component} (still running, or killed)"
+    pusher = [e for e in executions if e.component == "Pusher" or "Pusher" in e.type]
+    if pusher and all(e.state == "cached" for e in executions):
+        return "complete", "nothing new: every component reused from the cache"
+    if pushed_version:
+        return "complete", f"pushed {pushed_version}"
+    if blessed is False:
+        return "complete", not_blessed_reason(failures, metrics)
+    if not pusher:
+        return "incomplete", f"ended after {executions[-1].component}" if executions else "no executions"
+    return "complete", "not pushed"
+
+
+def _component(graph: MetadataGraph, e: Execution) -> ComponentRun:
+    def links(direction: str) -> tuple[ArtifactLink, ...]:
+        found = [link for link in graph.links_of_execution(e.id) if link.direction == direction]
+        types = {a.id: a.type for a in graph.artifacts(link.artifact_id for link in found)}
+        return tuple(ArtifactLink(link.key, link.artifact_id, types.get(link.artifact_id, "?")) for link in found)
+
+    return ComponentRun(e.component, e.id, e.state, e.started, round(e.seconds, 3), links("input"), links("output"))
+
+
+def _short(metric: str) -> str:
+    return metric.removeprefix("sparse_categorical_")
