@@ -95,4 +95,15 @@ else
   echo "ml v1 discovery document present"
 fi
 
+# --- Graphviz `dot`: the PNG/SVG pictures of `mlpipe lineage` -------------------------------------
+# Debian's graphviz package (`--format dot` needs no program). Skipped when `dot` is already on PATH.
+if ! command -v dot >/dev/null 2>&1; then
+  echo "installing Graphviz (dot) from apt"
+  sudo_=""
+  [[ $(id -u) -ne 0 ]] && sudo_=sudo
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq graphviz
+else
+  echo "graphviz present"
+fi
+
 echo "setup done"
