@@ -86,6 +86,7 @@ class PredictionLogger:
 
     def close(self, timeout: float = EXIT_FLUSH_S) -> None:
         """Send what is queued (bounded by `timeout`) and stop the thread."""
+        atexit.unregister(self.close)  # closed once is enough; do not wait again at exit
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

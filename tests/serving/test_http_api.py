@@ -161,3 +161,21 @@ def test_request_id_is_echoed(served):
     assert status == 200 and headers["X-Request-Id"] == "abc-123"
     _, _, headers = served.request("GET", "/v1/models/mnist", headers={"X-Request-Id": "not/allowed"})
     assert len(headers["X-Request-Id"]) == 32
+
+
+def test_a_broken_registered_model_is_a_503_with_a_reason(served, fake_models):
+    """Only a server-side fault (a corrupt SavedModel in the registry) may answer 5xx."""
+    from mlpipe.registry import Registry
+
+    reg = Registry.from_settings(served.settings)
+    broken = reg.push(fake_models[0], promote=False)
+    (broken.saved_model_dir / "saved_model.pb").write_bytes(b"corrupted on disk")
+    try:
+        for _ in range(2):  # the second answer comes from the remembered failure, not a reload
+            status, doc, headers = _predict(served, f"{ML}/mnist/versions/{broken.name}:predict",
+                                            np.zeros((1, 784), np.uint8))
+            assert status == 503 and headers["Content-Type"] == "application/json"
+            assert doc == {"error": f"version {broken.name} of model 'mnist' failed to load: OSError"}
+        assert _predict(served, f"{ML}/mnist:predict", np.zeros((1, 784), np.uint8))[0] == 200
+    finally:
+        reg.delete(broken.name)
