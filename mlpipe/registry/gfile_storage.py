@@ -3,15 +3,16 @@
 `LocalStorage(root)` hands out this backend for any root with a URL scheme (storage.py), so the
 registry and the serving function take a `gs://` root unchanged. The layout is the local one; a
 registry is published to Cloud Storage by copying a local root
-(`gsutil -m rsync -r .mlpipe/registry gs://BUCKET/registry`).
+(`gcloud storage rsync --recursive .mlpipe/registry gs://BUCKET/registry`).
 
 What differs from the local backend, and why:
 - Read-only: Cloud Storage has no rename and no lock, so the atomic writes of storage.py cannot be
   made here; every write raises UsageError (an HTTP 400 from the server).
 - `path()` must give TensorFlow and the model cache a local `Path`, so the first call for a
   directory (a version's SavedModel) copies it into a per-process mirror under the temp dir
-  (in Cloud Functions: the instance's in-memory /tmp). Version names are never reused, so a mirrored
-  version stays valid; listing versions copies each listed version once per instance.
+  (in Cloud Functions: the instance's in-memory /tmp). A registry never reuses a version name, so a
+  mirrored version stays valid for the life of the process; listing versions copies each listed
+  version once per process.
 - `read_json` reads the object on every call, without a cache: an object store's stat costs a
   request just like the small read, and file:// stats have only second resolution, so a cache
   validated by stat could miss a same-size change (a new default, `v1` → `v2`). TensorFlow's GCS
@@ -20,7 +21,7 @@ What differs from the local backend, and why:
 
 from __future__ import annotations
 
-import hashlib
+import atexit
 import json
 import logging
 import os
@@ -38,8 +39,13 @@ from mlpipe.registry.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
-MIRROR_ROOT = Path(tempfile.gettempdir()) / "mlpipe-registry-mirror"
-# Cloud Storage, and local files as URLs (what the tests and a mounted bucket use).
+# Registry URL → this process's mirror directory, shared by every storage object for that URL and
+# removed when the process exits (an instance's /tmp is memory in Cloud Functions).
+_MIRRORS: dict[str, Path] = {}
+_MIRRORS_LOCK = threading.Lock()
+# One lock per mirrored directory: concurrent first requests for a version copy it once.
+_COPY_LOCKS: dict[Path, threading.Lock] = {}
+# Cloud Storage, and local files as URLs (the same code path without a cloud account).
 SCHEMES = ("gs", "file")
 
 
@@ -59,10 +65,7 @@ class GfileStorage(LocalStorage):
         self.url = text.rstrip("/")
         # Shown in logs and messages, as the local backend's root is.
         self.root = self.url  # type: ignore[assignment]
-        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
-        self.mirror = MIRROR_ROOT / digest
-        self._locks_lock = threading.Lock()
-        self._mirror_locks: dict[str, threading.Lock] = {}
+        self.mirror = _mirror_dir(self.url)
 
     # ---- paths ----------------------------------------------------------------------------------
 
@@ -79,8 +82,8 @@ class GfileStorage(LocalStorage):
         local = self.mirror / posixpath.normpath(Path(rel).as_posix())
         if local.exists():
             return local
-        with self._locks_lock:
-            lock = self._mirror_locks.setdefault(url, threading.Lock())
+        with _MIRRORS_LOCK:
+            lock = _COPY_LOCKS.setdefault(local, threading.Lock())
         with lock:
             if not local.exists() and self._gfile.isdir(url):
                 self._copy_tree(url, local)
@@ -166,6 +169,15 @@ class GfileStorage(LocalStorage):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("mirrored %s to %s", url, local)
+
+
+def _mirror_dir(url: str) -> Path:
+    with _MIRRORS_LOCK:
+        if url not in _MIRRORS:
+            path = Path(tempfile.mkdtemp(prefix="mlpipe-registry-mirror-"))
+            atexit.register(shutil.rmtree, path, ignore_errors=True)
+            _MIRRORS[url] = path
+        return _MIRRORS[url]
 
 
 def _not_found(e: Exception) -> bool:
