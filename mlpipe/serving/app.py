@@ -127,7 +127,7 @@ class ServingApp:
 
     def _tf_version(self, reg: Registry, number: str | None, alias: str | None) -> VersionInfo:
         if number is not None:
-            if not number.isdigit() or number.startswith("0"):
+            if not (number.isascii() and number.isdigit()) or number.startswith("0"):
                 raise UsageError(f"TF Serving version must be a positive integer, not {number[:32]!r}")
             return reg.get(f"v{number}")
         return reg.resolve(alias=alias)  # neither: the default version
