@@ -14,7 +14,7 @@ RUN python -m pip install --no-cache-dir --no-deps adanet==0.9.0
 # /mlpipe must stay mlpipe.cloud.config.IMAGE_SOURCE_DIR: the compiled pipeline reads the curated
 # schema from /mlpipe/pipeline/schema/schema.pbtxt.
 WORKDIR /mlpipe
-COPY setup.py README.md ./
+COPY setup.py ./
 COPY mlpipe ./mlpipe
 COPY pipeline ./pipeline
 COPY models ./models
