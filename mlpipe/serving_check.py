@@ -56,7 +56,9 @@ def running_server(settings: Settings, port: int | None = None):
                 break
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
-                    raise ServiceStateError(f"the prediction server did not answer within {READY_TIMEOUT_S:.0f}s")
+                    raise ServiceStateError(
+                        f"the prediction server did not answer within {READY_TIMEOUT_S:.0f}s"
+                    ) from None
                 time.sleep(0.25)
         yield url
     finally:
