@@ -141,6 +141,43 @@ def validation_failures(evaluation_uri: str) -> list[ValidationFailure]:
     return sorted(failures, key=lambda f: (f.slice != "", f.slice, f.metric))
 
 
+def failure_summary(failures: list[ValidationFailure], metrics: dict[str, dict[str, float]]) -> str:
+    """One line: the overall thresholds the candidate missed, then how many slices missed theirs.
+
+    TFMA's own failure messages are empty for these thresholds, so the line is built from the values:
+    "accuracy 0.1390 < floor 0.7000 and < baseline 0.8970; 10 slice(s) below their threshold (label=0, …)".
+    """
+    overall = [f for f in failures if not f.slice]
+    parts = []
+    for metric in dict.fromkeys(f.metric for f in overall):
+        mine = [f for f in overall if f.metric == metric]
+        value = metrics.get("candidate", {}).get(metric)
+        if value is None:
+            value = next((f.value for f in mine if not f.is_diff), None)
+        bits = []
+        for f in mine:
+            baseline = metrics.get("baseline", {}).get(metric)
+            if not f.is_diff:
+                bits.append("below its threshold" if f.bound is None else f"< floor {f.bound:.4f}")
+            elif baseline is not None:
+                bits.append(f"< baseline {baseline:.4f}" + (f" - {-f.bound:.4f}" if f.bound else ""))
+            elif f.value is not None:
+                bits.append(f"changed by {f.value:+.4f} vs the baseline")
+            else:
+                bits.append("worse than the baseline")
+        shown = "" if value is None else f" {value:.4f}"
+        parts.append(f"{short_metric(metric)}{shown} " + " and ".join(bits))
+    slices = list(dict.fromkeys(f.slice for f in failures if f.slice))
+    if slices:
+        more = ", …" if len(slices) > 3 else ""
+        parts.append(f"{len(slices)} slice(s) below their threshold ({', '.join(slices[:3])}{more})")
+    return "; ".join(parts)
+
+
+def short_metric(metric: str) -> str:
+    return "accuracy" if metric == ACCURACY else metric
+
+
 def _bound(threshold) -> float | None:
     if threshold.HasField("value_threshold") and threshold.value_threshold.HasField("lower_bound"):
         return threshold.value_threshold.lower_bound.value

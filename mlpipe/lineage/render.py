@@ -10,7 +10,7 @@ from typing import Any
 
 from mlpipe.errors import EnvironmentSetupError
 from mlpipe.lineage.graph import GraphEdge, GraphNode, LineageGraph
-from mlpipe.lineage.payloads import ACCURACY
+from mlpipe.lineage.payloads import ACCURACY, failure_summary, short_metric
 from mlpipe.lineage.report import (
     SCHEMA_VERSION,
     ExecutionInfo,
@@ -68,10 +68,6 @@ def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def _metric(name: str) -> str:
-    return "accuracy" if name == ACCURACY else name
-
-
 def _threshold_text(t: Threshold, has_baseline: bool) -> str:
     parts = []
     if t.lower_bound is not None:
@@ -83,7 +79,7 @@ def _threshold_text(t: Threshold, has_baseline: bool) -> str:
         parts.append(f"≥ baseline {sign} {_f(abs(t.change_absolute))}" + ("" if has_baseline else " (no baseline)"))
     if t.change_relative is not None:
         parts.append(f"change vs baseline {t.change_relative:+.2%}")
-    return f"{_metric(t.metric)} " + " and ".join(parts)
+    return f"{short_metric(t.metric)} " + " and ".join(parts)
 
 
 def lineage_tree(r: LineageReport) -> str:
@@ -106,14 +102,16 @@ def lineage_tree(r: LineageReport) -> str:
         run = p.execution.run_id
     if r.evaluation:
         ev = r.evaluation
-        metrics = ", ".join(f"{_metric(k)} {v:.4f}" if k == ACCURACY else f"{k} {v:g}"
+        metrics = ", ".join(f"{short_metric(k)} {v:.4f}" if k == ACCURACY else f"{k} {v:g}"
                             for k, v in ev.metrics.items())
         lines = [f"metrics on {', '.join(ev.splits) or 'eval'}: {metrics or '-'}"]
         lines += [f"threshold: {_threshold_text(t, ev.baseline is not None)}" for t in ev.thresholds]
         blessing = f"#{ev.blessing.artifact_id}" if ev.blessing else "-"
         verdict = "-" if ev.blessed is None else ("blessed" if ev.blessed else "NOT blessed")
         lines.append(f"blessing: {verdict} (ModelBlessing {blessing})")
-        lines += [f"failed: {f.message}" for f in ev.failures]
+        baseline = {"baseline": {ACCURACY: ev.baseline.accuracy}} if ev.baseline and ev.baseline.accuracy else {}
+        if ev.failures:
+            lines.append(f"missed: {failure_summary(list(ev.failures), {'candidate': ev.metrics, **baseline})}")
         if ev.baseline:
             b = ev.baseline
             version = f" = registry {b.registry_version}" if b.registry_version else " (not in the registry)"

@@ -114,23 +114,8 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
 
 
 def not_blessed_reason(failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> str:
-    """One line for the first threshold the candidate missed, overall slice first."""
-    if not failures:
-        return "not blessed"
-    f = failures[0]
-    name = _short(f.metric)
-    where = f" on {f.slice}" if f.slice else ""
-    candidate = metrics.get("candidate", {}).get(f.metric)
-    baseline = metrics.get("baseline", {}).get(f.metric)
-    if f.is_diff and not f.slice and candidate is not None and baseline is not None:
-        tolerance = f" - {-f.bound:.4f}" if f.bound else ""
-        return f"not blessed: {name} {candidate:.4f} < baseline {baseline:.4f}{tolerance}"
-    if f.is_diff:
-        change = "n/a" if f.value is None else f"{f.value:+.4f}"
-        return f"not blessed: {name}{where} changed by {change} against the baseline"
-    value = "n/a" if f.value is None else f"{f.value:.4f}"
-    floor = "the threshold" if f.bound is None else f"floor {f.bound:.4f}"
-    return f"not blessed: {name}{where} {value} < {floor}"
+    summary = payloads.failure_summary(failures, metrics)
+    return f"not blessed: {summary}" if summary else "not blessed"
 
 
 def _outcome(executions: list[Execution], pushed_version: str | None, blessed: bool | None,
@@ -160,7 +145,3 @@ def _component(graph: MetadataGraph, e: Execution) -> ComponentRun:
         return tuple(ArtifactLink(link.key, link.artifact_id, types.get(link.artifact_id, "?")) for link in found)
 
     return ComponentRun(e.component, e.id, e.state, e.started, round(e.seconds, 3), links("input"), links("output"))
-
-
-def _short(metric: str) -> str:
-    return metric.removeprefix("sparse_categorical_")
