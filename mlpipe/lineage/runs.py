@@ -97,13 +97,13 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
                 pushed_version = str(a.prop("pushed_version") or a.prop("pushed_destination") or "")
     accuracy = metrics.get("candidate", {}).get(ACCURACY)
     baseline_accuracy = metrics.get("baseline", {}).get(ACCURACY)
-    status, outcome = _outcome(executions, pushed_version, blessed, failures, metrics)
+    status, what = outcome(executions, pushed_version, blessed, failures, metrics)
     return RunRecord(
         run_id=run_id,
         started=iso_time(started),
         seconds=round(max(ended - started, 0) / 1000.0, 3),
         status=status,
-        outcome=outcome,
+        outcome=what,
         pushed_version=pushed_version,
         model_artifact_id=model_id,
         blessed=blessed,
@@ -118,22 +118,26 @@ def not_blessed_reason(failures: list[payloads.ValidationFailure], metrics: dict
     return f"not blessed: {summary}" if summary else "not blessed"
 
 
-def _outcome(executions: list[Execution], pushed_version: str | None, blessed: bool | None,
-             failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> tuple[str, str]:
+def outcome(executions: list[Execution], pushed_version: str | None, blessed: bool | None,
+            failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """(status, outcome) of a run from its executions (oldest first) and what its Evaluator and
+    Pusher recorded."""
     failed = [e for e in executions if e.state == "failed"]
     if failed:
         return "failed", f"failed at {failed[0].component}"
     unfinished = [e for e in executions if e.state in UNFINISHED]
     if unfinished:
         return "incomplete", f"stopped at {unfinished[0].component} (still running, or killed)"
-    pusher = [e for e in executions if e.component == "Pusher" or "Pusher" in e.type]
-    if pusher and all(e.state == "cached" for e in executions):
-        return "complete", "nothing new: every component reused from the cache"
+    pushers = [e for e in executions if e.component == "Pusher" or e.type.endswith("Pusher")]
+    if pushers and all(e.state == "cached" for e in pushers):
+        # Same data, same config: the Pusher's cached output is an earlier run's push, not a new one.
+        return "complete", "nothing new: every step reused from the cache" + (
+            f" (the model is {pushed_version})" if pushed_version else "")
     if pushed_version:
         return "complete", f"pushed {pushed_version}"
     if blessed is False:
         return "complete", not_blessed_reason(failures, metrics)
-    if not pusher:
+    if not pushers:
         return "incomplete", f"ended after {executions[-1].component}" if executions else "no executions"
     return "complete", "not pushed"
 

@@ -15,7 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from mlpipe.errors import EnvironmentSetupError, NotFoundError, UsageError
 from mlpipe.lineage import render, report, runs
-from mlpipe.lineage.graph import LineageGraph, MetadataGraph, MetadataStoreError
+from mlpipe.lineage.graph import Execution, LineageGraph, MetadataGraph, MetadataStoreError
 from mlpipe.lineage.payloads import ACCURACY, Anomaly, ValidationFailure
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "lineage.schema.json"
@@ -240,6 +240,29 @@ CANDIDATE_041 = {"candidate": {ACCURACY: 0.41}, "baseline": {ACCURACY: 0.9}}
 ])
 def test_not_blessed_reason_names_the_missed_thresholds(failures, metrics, expected):
     assert runs.not_blessed_reason(failures, metrics) == expected
+
+
+def _execs(*states: tuple[str, str]) -> list[Execution]:
+    return [Execution(i, name, f"x.{name}", state, RUN2, 1000 * i, 1000 * i + 500, {})
+            for i, (name, state) in enumerate(states, start=1)]
+
+
+@pytest.mark.parametrize("executions, pushed, blessed, expected", [
+    (_execs(("ExampleGen", "complete"), ("ExampleValidator", "failed")), None, None,
+     ("failed", "failed at ExampleValidator")),
+    (_execs(("ExampleGen", "cached"), ("Trainer", "running")), None, None,
+     ("incomplete", "stopped at Trainer (still running, or killed)")),
+    (_execs(("Trainer", "cached"), ("baseline_resolver", "complete"), ("Pusher", "cached")), "v1", True,
+     ("complete", "nothing new: every step reused from the cache (the model is v1)")),
+    (_execs(("Trainer", "complete"), ("Pusher", "complete")), "v2", True, ("complete", "pushed v2")),
+    (_execs(("Trainer", "complete"), ("Evaluator", "complete"), ("Pusher", "complete")), None, False,
+     ("complete", "not blessed: accuracy 0.4100 < floor 0.7000")),
+    (_execs(("ExampleGen", "complete"), ("Transform", "complete")), None, None,
+     ("incomplete", "ended after Transform")),
+])
+def test_run_outcome(executions, pushed, blessed, expected):
+    failures = [ValidationFailure(ACCURACY, 0.41, False, 0.7, "", "")]
+    assert runs.outcome(executions, pushed, blessed, failures, {}) == expected
 
 
 # ---- helpers -------------------------------------------------------------------------------------
