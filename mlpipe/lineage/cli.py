@@ -12,7 +12,9 @@ from mlpipe.errors import UsageError
 log = logging.getLogger(__name__)
 
 FORMATS = ("text", "json", "dot", "png", "svg")
-NOISY_LOGGERS = ("absl", "apache_beam")
+# Library chatter at import (INFO from absl/Beam, deprecation notes from TensorFlow) that would bury
+# the report; -v keeps it.
+NOISY_LOGGERS = {"absl": logging.WARNING, "apache_beam": logging.WARNING, "tensorflow": logging.ERROR}
 
 
 def _add_store_flags(p: argparse.ArgumentParser, registry: bool) -> None:
@@ -25,13 +27,11 @@ def _add_store_flags(p: argparse.ArgumentParser, registry: bool) -> None:
 
 
 def _graph(args: argparse.Namespace, settings: Settings):
+    if not getattr(args, "verbose", False):
+        for name, level in NOISY_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
     from mlpipe.lineage.graph import MetadataGraph
     from pipeline.configs import PipelineConfig
-
-    if not getattr(args, "verbose", False):
-        # Reading the report needs TFMA, whose import logs a screenful at INFO; the report is the output.
-        for name in NOISY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = PipelineConfig(settings=settings)
     path = Path(args.metadata_path) if args.metadata_path else cfg.metadata_path
@@ -45,16 +45,12 @@ def _registry(args: argparse.Namespace, settings: Settings):
     return Registry.from_settings(registry_settings(args, settings))
 
 
-def _emit(text: str | bytes, output: str | None) -> None:
+def _emit(text: str, output: str | None) -> None:
     if output is None:
-        print(text if isinstance(text, str) else text.decode())
+        print(text)
         return
-    path = Path(output)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text + "\n")
-    print(f"wrote {path}")
+    Path(output).write_text(text + "\n")
+    print(f"wrote {output}")
 
 
 def _lineage(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,7 +89,9 @@ def _lineage(args: argparse.Namespace, settings: Settings) -> int:
         else:
             # An image on a terminal is noise: without -o it goes to a file named after the version.
             stem = lineage.registry.version if lineage.registry else f"model{lineage.model.artifact_id}"
-            _emit(render.render_image(dot, fmt), args.output or f"lineage-{stem}.{fmt}")
+            path = Path(args.output or f"lineage-{stem}.{fmt}")
+            path.write_bytes(render.render_image(dot, fmt))
+            print(f"wrote {path}")
     return 0
 
 

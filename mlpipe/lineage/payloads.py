@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
@@ -54,32 +56,32 @@ def split_dir(uri: str, split: str) -> str:
 
 def split_row_counts(statistics_uri: str, splits: list[str]) -> dict[str, int]:
     """Examples per split, from the ExampleStatistics artifact's `Split-*/FeatureStats.pb`."""
-    counts: dict[str, int] = {}
-    for split in splits:
-        path = os.path.join(split_dir(statistics_uri, split), STATS_FILE)
-        if not os.path.exists(path):
-            log.warning("statistics of split %s are gone: %s", split, path)
-            continue
-        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(_read(path))
-        counts[split] = int(sum(d.num_examples for d in stats.datasets))
-    return counts
+    return {
+        split: int(sum(d.num_examples for d in stats.datasets))
+        for split, stats in _per_split(statistics_uri, splits, STATS_FILE, statistics_pb2.DatasetFeatureStatisticsList)
+    }
 
 
 def split_anomalies(anomalies_uri: str, splits: list[str]) -> list[Anomaly]:
     """Anomalies per split and feature, from the ExampleAnomalies artifact's `Split-*/SchemaDiff.pb`."""
     found: list[Anomaly] = []
-    for split in splits:
-        path = os.path.join(split_dir(anomalies_uri, split), ANOMALIES_FILE)
-        if not os.path.exists(path):
-            log.warning("anomalies of split %s are gone: %s", split, path)
-            continue
-        anomalies = anomalies_pb2.Anomalies.FromString(_read(path))
+    for split, anomalies in _per_split(anomalies_uri, splits, ANOMALIES_FILE, anomalies_pb2.Anomalies):
         for feature, info in sorted(anomalies.anomaly_info.items()):
             found.append(Anomaly(split, feature, info.description or info.short_description))
         if anomalies.HasField("dataset_anomaly_info"):
             info = anomalies.dataset_anomaly_info
             found.append(Anomaly(split, "", info.description or info.short_description))
     return found
+
+
+def _per_split(uri: str, splits: list[str], filename: str, proto_class) -> Iterator[tuple[str, Any]]:
+    """(split, parsed `uri/Split-<split>/<filename>`) for each split whose file is there."""
+    for split in splits:
+        path = os.path.join(split_dir(uri, split), filename)
+        if not os.path.exists(path):
+            log.warning("%s of split %s is gone: %s", filename, split, path)
+            continue
+        yield split, proto_class.FromString(_read(path))
 
 
 def _read(path: str) -> bytes:

@@ -14,7 +14,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from mlpipe.errors import EnvironmentSetupError, NotFoundError, UsageError
-from mlpipe.lineage import render, report, runs
+from mlpipe.lineage import payloads, render, report, runs
 from mlpipe.lineage.graph import Execution, LineageGraph, MetadataGraph, MetadataStoreError
 from mlpipe.lineage.payloads import ACCURACY, Anomaly, ValidationFailure
 
@@ -329,3 +329,38 @@ def test_opening_a_missing_empty_foreign_or_broken_store_says_which(tmp_path):
         graph.artifact(5)
     with pytest.raises(NotFoundError, match="has no runs"):
         runs.find_run(graph, "latest")
+
+
+# ---- payloads ------------------------------------------------------------------------------------
+
+def test_split_payloads_read_the_protos_tfdv_writes(tmp_path):
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+
+    for split, n in (("train", 3000), ("eval", 500)):
+        stats = statistics_pb2.DatasetFeatureStatisticsList(
+            datasets=[statistics_pb2.DatasetFeatureStatistics(num_examples=n)])
+        (tmp_path / "stats" / f"Split-{split}").mkdir(parents=True)
+        (tmp_path / "stats" / f"Split-{split}" / payloads.STATS_FILE).write_bytes(stats.SerializeToString())
+    assert payloads.split_row_counts(str(tmp_path / "stats"), ["train", "eval", "test"]) == {"train": 3000,
+                                                                                           "eval": 500}
+    anomalies = anomalies_pb2.Anomalies()
+    anomalies.anomaly_info["image"].description = "Unexpectedly large value: 300."
+    anomalies.dataset_anomaly_info.description = "Low number of examples."
+    (tmp_path / "anomalies" / "Split-train").mkdir(parents=True)
+    (tmp_path / "anomalies" / "Split-train" / payloads.ANOMALIES_FILE).write_bytes(anomalies.SerializeToString())
+    assert payloads.split_anomalies(str(tmp_path / "anomalies"), ["train"]) == [
+        Anomaly("train", "image", "Unexpectedly large value: 300."),
+        Anomaly("train", "", "Low number of examples."),
+    ]
+
+
+def test_training_summary_and_final_ensemble(tmp_path):
+    assert payloads.training_summary(str(tmp_path)) == {}
+    summary = {"train_seconds": 21.3, "eval": {
+        "architecture/adanet/ensembles": "\nD\n\u0013architecture/adanetB#\b\u0007\u0012\u0000B\u001d"
+                                         "| 2_layer_dnn | 3_layer_dnn |J\b\n\u0006\n\u0004text"}}
+    (tmp_path / payloads.TRAINING_SUMMARY).write_text(json.dumps(summary))
+    read = payloads.training_summary(str(tmp_path))
+    assert read["train_seconds"] == 21.3
+    assert payloads.final_ensemble(read) == ["2_layer_dnn", "3_layer_dnn"]
+    assert payloads.final_ensemble({"eval": {}}) == []
