@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {node} | {end - start:.1f} | {max(in_window, default=0) / 1024:.0f} |")
     accuracy = next((line.split(":", 1)[1].strip() for line in stdout.splitlines()
                      if line.startswith("test accuracy")), "n/a")
-    tcfg = training.get("training", {})
+    tcfg = training.get("training", {}).get("search", {})
     steps = tcfg.get("max_iteration_steps", 0) * tcfg.get("max_iterations", 0)
     md = "\n".join([
         f"## Pipeline, `{args.profile}` profile (`bench/bench_pipeline.py`)",

@@ -42,7 +42,8 @@ def pipeline_config_from(args: argparse.Namespace, settings):
 
         if any(v <= 0 for v in training.values()):
             raise UsageError("--steps-per-iteration and --iterations must be positive")
-        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **training))
+        search = cfg.training.search.replace(**training)
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
     return cfg
 
 

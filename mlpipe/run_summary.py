@@ -177,3 +177,25 @@ def format_summary(summary: RunSummary) -> str:
         f"pushed to                 : {summary.pushed_to or 'not pushed'}",
     ]
     return "\n".join(lines)
+
+
+def test_confusion_matrix(evaluation_uri: str, n_classes: int = 10):
+    """Overall-slice confusion matrix (rows: true class, columns: predicted) of the candidate model,
+    from TFMA's MultiClassConfusionMatrixPlot; None when the evaluation has no such plot."""
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+
+    for plots in tfma.load_plots(evaluation_uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if kv.key.name != "multi_class_confusion_matrix_plot" or kv.key.model_name == "baseline":
+                continue
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+            for entry in matrices[0].entries:  # threshold 0: the arg-max class
+                counts[entry.actual_class_id, entry.predicted_class_id] += int(round(entry.num_weighted_examples))
+            return counts
+    return None

@@ -13,42 +13,49 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features
-from models.adanet_compat import adanet
+from models import features, generators, search_report
+from models.generators import SearchSpace
 
 log = logging.getLogger(__name__)
 
 
+SEARCH_REPORT_DIR = "assets.extra/search"  # inside the SavedModel: travels with every copy of it
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What the Trainer's `custom_config["training"]` carries; defaults are the full profile."""
+    """What the Trainer's `custom_config["training"]` carries: the AdaNet search space and budget."""
 
-    max_iteration_steps: int = 1000
-    max_iterations: int = 3
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    eval_steps: int = 50  # AdaNet candidate selection batches on the eval split
-    search: str = "simple_dnn"
-    seed: int = 42
+    search: SearchSpace = field(default_factory=SearchSpace)
+    eval_steps: int = 20  # batches of the eval split per candidate evaluation (20 × 500 = 10k rows)
 
     @classmethod
     def from_custom_config(cls, custom_config: dict[str, Any] | None) -> TrainingConfig:
         given = dict((custom_config or {}).get("training", {}))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(given) - known
+        search = dict(given.pop("search", {}))
+        unknown = set(given) - {"eval_steps"}
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        return cls(**given)
+        fields = {f.name: f for f in dataclasses.fields(SearchSpace)}
+        unknown = set(search) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown search settings: {sorted(unknown)}")
+        # JSON turns the space's tuples into lists; the frozen dataclass wants them back.
+        search = {k: tuple(v) if isinstance(v, list) else v for k, v in search.items()}
+        return cls(search=SearchSpace(**search), **given)
+
+    def to_custom_config(self) -> dict[str, Any]:
+        return {"search": self.search.to_dict(), "eval_steps": self.eval_steps}
 
     @property
     def train_steps(self) -> int:
-        return self.max_iteration_steps * self.max_iterations
+        return self.search.total_steps
 
 
 def _gzip_reader(files: list[str]) -> tf.data.Dataset:
@@ -84,36 +91,6 @@ def make_input_fn(
     return input_fn
 
 
-def build_estimator(cfg: TrainingConfig, model_dir: str, eval_input_fn) -> tf.estimator.Estimator:
-    """The AdaNet search: candidates per iteration, selected on the eval split."""
-    from adanet.examples import simple_dnn
-
-    run_config = tf.estimator.RunConfig(
-        model_dir=model_dir,
-        tf_random_seed=cfg.seed,
-        save_checkpoints_steps=cfg.max_iteration_steps,  # AdaNet restores at iteration boundaries
-        save_summary_steps=max(cfg.max_iteration_steps // 4, 1),
-        log_step_count_steps=max(cfg.max_iteration_steps // 10, 1),
-        keep_checkpoint_max=2,
-    )
-    generator = simple_dnn.Generator(
-        feature_columns=[
-            tf.feature_column.numeric_column(features.IMAGE_KEY, shape=[features.IMAGE_PIXELS])
-        ],
-        optimizer=tf.compat.v1.train.AdamOptimizer(learning_rate=cfg.learning_rate),
-        layer_size=128,
-        initial_num_layers=1,
-        seed=cfg.seed,
-    )
-    return adanet.Estimator(
-        head=tf.estimator.MultiClassHead(n_classes=features.NUM_CLASSES),
-        subnetwork_generator=generator,
-        max_iteration_steps=cfg.max_iteration_steps,
-        evaluator=adanet.Evaluator(input_fn=eval_input_fn, steps=cfg.eval_steps),
-        config=run_config,
-    )
-
-
 def _receiver_fn(tf_transform_output: tft.TFTransformOutput):
     """Raw `image` pixels by default, serialized tf.Examples as the alternative; Transform applied."""
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -141,24 +118,37 @@ def _receiver_fn(tf_transform_output: tft.TFTransformOutput):
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     cfg = TrainingConfig.from_custom_config(fn_args.custom_config)
+    space = cfg.search
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_input_fn = make_input_fn(
-        fn_args.train_files, tf_transform_output, cfg.batch_size, shuffle=True, repeat=True, seed=cfg.seed
+        fn_args.train_files, tf_transform_output, space.batch_size, shuffle=True, repeat=True, seed=space.seed
     )
     eval_input_fn = make_input_fn(
-        fn_args.eval_files, tf_transform_output, cfg.batch_size, shuffle=False, repeat=True
+        fn_args.eval_files, tf_transform_output, space.eval_batch_size, shuffle=False, repeat=True
     )
-    estimator = build_estimator(cfg, fn_args.model_run_dir, eval_input_fn)
+    run_config = tf.estimator.RunConfig(
+        tf_random_seed=space.seed,
+        save_summary_steps=max(space.max_iteration_steps // 4, 1),
+        log_step_count_steps=max(space.max_iteration_steps // 10, 1),
+        keep_checkpoint_max=2,
+    )
+    estimator = generators.build_estimator(
+        space, fn_args.model_run_dir, run_config, features.IMAGE_KEY, eval_input_fn, cfg.eval_steps
+    )
     started = time.perf_counter()
-    estimator.train(input_fn=train_input_fn, max_steps=cfg.train_steps)
+    estimator.train(input_fn=train_input_fn, max_steps=space.total_steps)
     train_seconds = time.perf_counter() - started
     eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
-    log.info("trained %d steps in %.1fs; eval %s", cfg.train_steps, train_seconds, eval_metrics)
+    log.info("trained %d steps in %.1fs; eval %s", space.total_steps, train_seconds, eval_metrics)
     export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir)
+    report = search_report.build_search_report(estimator, space)
+    report["train_seconds"] = round(train_seconds, 1)
+    search_report.write_report(report, os.path.join(fn_args.serving_model_dir, SEARCH_REPORT_DIR))
     summary = {
-        "training": dataclasses.asdict(cfg),
+        "training": cfg.to_custom_config(),
         "train_seconds": round(train_seconds, 1),
         "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},
+        "final_ensemble": report.get("final_ensemble"),
     }
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -10,6 +10,7 @@ from typing import Literal
 from mlpipe.cloud.config import CloudConfig
 from mlpipe.config import Settings
 from mlpipe.errors import UsageError
+from models.generators import SearchSpace
 from models.model import TrainingConfig
 
 PIPELINE_NAME = "mnist-automl"
@@ -27,11 +28,12 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
+    # All rows; the AdaNet DNN + CNN search with its measured default budget.
     "full": Profile("full", TrainingConfig(), None, accuracy_floor=0.97),
-    # Small slice of real MNIST and few steps: exercises every component in a few minutes.
+    # Small slice of real MNIST and a tiny search space: exercises every component in a few minutes.
     "quick": Profile(
         "quick",
-        TrainingConfig(max_iteration_steps=150, max_iterations=2, eval_steps=10, batch_size=64),
+        TrainingConfig(search=SearchSpace.quick().replace(max_iteration_steps=150), eval_steps=5),
         {"train": 3000, "eval": 500, "test": 1000},
         accuracy_floor=0.70,
     ),

@@ -54,8 +54,14 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
+                    # Thresholds on the overall slice only: per-class accuracies are reported, not gated.
                     tfma.MetricConfig(
-                        class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold
+                        class_name="SparseCategoricalAccuracy",
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold
+                            )
+                        ],
                     ),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 ]
@@ -223,6 +229,4 @@ def _pipeline_root(cfg: PipelineConfig) -> str:
 
 
 def _training_dict(cfg: PipelineConfig) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(cfg.training)
+    return cfg.training.to_custom_config()

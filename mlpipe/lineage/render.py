@@ -124,12 +124,14 @@ def lineage_tree(r: LineageReport) -> str:
         chain.append(_Node(_hop(ev.execution, run), lines))
         run = ev.execution.run_id
     t = r.training
-    cfg = t.config
-    adanet = [f"search {cfg['search']}" if "search" in cfg else "",
+    # The Trainer's custom_config: {"search": SearchSpace fields, "eval_steps": N}.
+    cfg = t.config.get("search", t.config) if isinstance(t.config.get("search"), dict) else t.config
+    adanet = [f"families {'+'.join(cfg['families'])}" if "families" in cfg else "",
               f"{cfg.get('max_iterations')} iterations × {cfg.get('max_iteration_steps')} steps"
               if "max_iterations" in cfg else "",
               f"batch {cfg['batch_size']}" if "batch_size" in cfg else "",
               f"learning rate {cfg['learning_rate']:g}" if "learning_rate" in cfg else "",
+              f"ensemble {cfg['ensemble']}" if "ensemble" in cfg else "",
               f"seed {cfg['seed']}" if "seed" in cfg else ""]
     lines = [f"model: Model #{r.model.artifact_id}  {r.model.uri}",
              f"steps: {t.train_steps if t.train_steps is not None else '-'} train, "

@@ -10,6 +10,9 @@ source tables and queries.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from tfx.components.pusher import executor as stock
@@ -57,8 +60,35 @@ class Executor(stock.Executor):
             extra=config.get("extra", {}),
         )
         registry = Registry(config["registry_root"], model=config.get("model", "mnist"))
-        version = registry.push(self.GetModelPath(input_dict), metadata, promote=config.get("promote", True))
+        with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
+            staged = os.path.join(tmp, "saved_model")
+            shutil.copytree(self.GetModelPath(input_dict), staged)
+            if input_dict.get(MODEL_EVALUATION_KEY):
+                _attach_test_results(staged, evaluation.uri)
+            version = registry.push(staged, metadata, promote=config.get("promote", True))
         self._MarkPushed(pushed, pushed_destination=str(version.saved_model_dir), pushed_version=version.name)
+
+
+def _attach_test_results(saved_model_dir: str, evaluation_uri: str) -> None:
+    """Add the test split's confusion matrix (from TFMA) to the search report the Trainer left in
+    the SavedModel's assets.extra, so the version carries its report and plots."""
+    import numpy as np
+
+    from mlpipe.run_summary import test_confusion_matrix
+    from models import search_report
+    from models.model import SEARCH_REPORT_DIR
+
+    report_dir = os.path.join(saved_model_dir, SEARCH_REPORT_DIR)
+    report_path = os.path.join(report_dir, search_report.REPORT_FILE)
+    counts = test_confusion_matrix(evaluation_uri)
+    if counts is None or not os.path.exists(report_path):
+        return
+    with open(report_path) as f:
+        report = json.load(f)
+    # The matrix as (true, predicted) pairs: exactly the test predictions, up to order.
+    y_true = np.repeat(np.repeat(np.arange(counts.shape[0]), counts.shape[1]), counts.reshape(-1))
+    y_pred = np.repeat(np.tile(np.arange(counts.shape[1]), counts.shape[0]), counts.reshape(-1))
+    search_report.write_report(report, report_dir, y_true.tolist(), y_pred.tolist())
 
 
 class RegistryPusher(Pusher):

@@ -56,6 +56,7 @@ def two_runs(bq_settings, tmp_path_factory) -> TwoRuns:
     load_mnist_tables(settings, limit=QUICK_ROWS)
     first = run_local(quick_config(settings))
     base = quick_config(settings, regression_tolerance=1.0)
-    second_cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, max_iteration_steps=120))
+    search = base.training.search.replace(max_iteration_steps=120)
+    second_cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, search=search))
     second = run_local(second_cfg)
     return TwoRuns(settings, second_cfg, first, second)

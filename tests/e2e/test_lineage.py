@@ -128,8 +128,9 @@ def test_every_hop_matches_ml_metadata(v2, store, two_runs):
     trainer = _producing_execution(store, v2.model.artifact_id)
     assert trainer.id == v2.training.execution.execution_id
     config = json.loads(trainer.custom_properties["custom_config"].string_value)["training"]
-    assert v2.training.config == config and config["max_iteration_steps"] == 120
-    assert v2.training.train_steps == config["max_iteration_steps"] * config["max_iterations"]
+    search = config["search"]
+    assert v2.training.config == config and search["max_iteration_steps"] == 120
+    assert v2.training.train_steps == search["max_iteration_steps"] * search["max_iterations"]
     assert _output(store, trainer.id, "model_run") == v2.training.model_run.artifact_id
     # Transform: made the transform graph the Trainer read, from ExampleGen's Examples.
     transform = _producing_execution(store, _input(store, trainer.id, "transform_graph"))

@@ -37,6 +37,12 @@ ALL_NODES = {
 RESULTS: dict[str, object] = {}
 
 
+def with_search(cfg, **changes):
+    """`cfg` with AdaNet search-space fields changed (steps, iterations, seed, ...)."""
+    search = cfg.training.search.replace(**changes)
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
+
+
 def pushed_models(cfg) -> list:
     from mlpipe.registry import Registry
 
@@ -79,9 +85,7 @@ def test_pushed_model_on_raw_pixels_reproduces_evaluator_accuracy(pipeline_state
 def test_weaker_model_is_compared_with_baseline_and_not_pushed(pipeline_state):
     first = RESULTS["first"]
     base = quick_config(pipeline_state)
-    weak = dataclasses.replace(
-        base, training=dataclasses.replace(base.training, max_iteration_steps=1, max_iterations=1)
-    )
+    weak = with_search(base, max_iteration_steps=1, max_iterations=1)
     summary = run_local(weak)
     states = {c.component: c.state for c in summary.components}
     assert states["LocalBigQueryExampleGen"] == "cached" and states["Transform"] == "cached"
@@ -145,8 +149,7 @@ def test_run_killed_mid_training_resumes_from_cache(pipeline_state):
     proc.wait()
     assert len(pushed_models(cfg)) == 1  # nothing (half-)pushed by the killed run
 
-    summary = run_local(dataclasses.replace(
-        cfg, training=dataclasses.replace(cfg.training, max_iteration_steps=120), regression_tolerance=1.0))
+    summary = run_local(dataclasses.replace(with_search(cfg, max_iteration_steps=120), regression_tolerance=1.0))
     states = {c.component: c.state for c in summary.components}
     for reused in ("LocalBigQueryExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
         assert states[reused] == "cached", states
@@ -166,9 +169,7 @@ def test_baseline_follows_the_registry_default_after_rollback(pipeline_state):
     registry = Registry(cfg.settings.registry_location, model=cfg.model_name)
     assert registry.resolve().name == "v2"
     registry.set_default("v1")  # roll back
-    rerun = dataclasses.replace(
-        cfg, training=dataclasses.replace(cfg.training, seed=7), promote=False, regression_tolerance=1.0
-    )
+    rerun = dataclasses.replace(with_search(cfg, seed=7), promote=False, regression_tolerance=1.0)
     summary = run_local(rerun)
     assert summary.baseline_accuracy == pytest.approx(first.accuracy)
     assert registry.resolve().name == "v1"  # --no-promote keeps the rolled-back default
