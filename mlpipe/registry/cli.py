@@ -64,8 +64,32 @@ def _describe(args: argparse.Namespace, settings: Settings) -> int:
         "metadata": v.metadata.to_dict(),
         "signature": v.signatures.get("serving_default", {}),
     }
+    search = _search_summary(Path(v.saved_model_dir))
+    if search:
+        doc["search"] = search
     print(json.dumps(doc, indent=2))
     return 0
+
+
+def _search_summary(saved_model_dir: Path) -> dict:
+    """The AdaNet search report the Trainer left in the SavedModel: chosen ensemble and plot paths."""
+    report_dir = saved_model_dir / "assets.extra" / "search"
+    try:
+        report = json.loads((report_dir / "search_report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    final = report.get("final_ensemble") or {}
+    return {
+        "chosen_architecture": report.get("final_architecture_text"),
+        "chosen_ensemble": final.get("name"),
+        "members": [f"{m['builder']} (iteration {m['iteration']})" for m in final.get("members", [])],
+        "eval_accuracy": final.get("valid_accuracy"),
+        "test_accuracy": (report.get("test") or {}).get("accuracy"),
+        "iterations": len(report.get("iterations", [])),
+        "train_seconds": report.get("train_seconds"),
+        "report": str(report_dir / "search_report.json"),
+        "plots": sorted(str(p) for p in report_dir.glob("*.png")),
+    }
 
 
 def _push(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ ExampleValidator; nothing is pushed by either.
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import subprocess
 import sys
@@ -64,6 +65,14 @@ def test_first_run_executes_every_component_and_pushes(pipeline_state):
     assert summary.blessed is True
     pushed = pushed_models(cfg)
     assert len(pushed) == 1 and summary.pushed_to == pushed[0]
+    # The search report and its plots travel with the version; the test section matches TFMA.
+    report_dir = Path(pushed[0]) / "assets.extra" / "search"
+    report = json.loads((report_dir / "search_report.json").read_text())
+    assert len(report["iterations"]) == cfg.training.search.max_iterations
+    assert report["final_ensemble"]["members"]
+    assert report["test"]["accuracy"] == pytest.approx(summary.accuracy, abs=1e-6)
+    for plot in ("accuracy_per_iteration.png", "confusion_matrix.png"):
+        assert (report_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     RESULTS["first"] = summary
 
 
