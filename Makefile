@@ -12,7 +12,7 @@ setup:  ## create .venv (TFX stack) and .venv-bq (BigQuery emulator); idempotent
 	@bash scripts/setup.sh
 
 run: setup  ## set up, start BigQuery, load MNIST, run the pipeline, print the summary
-	@bash scripts/run.sh
+	@bash scripts/run.sh $(ARGS)
 
 test: setup  ## the whole test suite (starts and stops the services it needs)
 	@bash scripts/test.sh tests
