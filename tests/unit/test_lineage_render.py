@@ -63,8 +63,9 @@ def _lineage(blessed: bool = True, anomalies: tuple[Anomaly, ...] = (), baseline
             model_run=_art(18, "ModelRun"),
             train_steps=240,
             eval_steps=10,
-            config={"max_iteration_steps": 120, "max_iterations": 2, "search": "simple_dnn", "batch_size": 64,
-                    "learning_rate": 0.001, "seed": 42},
+            config={"search": {"families": ["dnn", "cnn"], "max_iteration_steps": 120, "max_iterations": 2,
+                               "batch_size": 64, "learning_rate": 0.001, "ensemble": "grow", "seed": 42},
+                    "eval_steps": 5},
             train_seconds=21.3,
             global_step=240,
             eval_metrics={"accuracy": 0.889, "loss": 0.379},
@@ -115,7 +116,8 @@ def test_tree_goes_from_the_version_down_to_the_tables():
     assert "baseline: Model #14 = registry v1, accuracy 0.9030" in tree
     assert "picked by baseline_resolver (execution 12)" in tree
     assert "threshold: accuracy ≥ 0.7000 and ≥ baseline - 1.0000" in tree
-    assert "AdaNet: search simple_dnn, 2 iterations × 120 steps, batch 64, learning rate 0.001, seed 42" in tree
+    assert ("AdaNet: families dnn+cnn, 2 iterations × 120 steps, batch 64, learning rate 0.001, ensemble grow, "
+            "seed 42") in tree
     assert "final ensemble: 2_layer_dnn + 3_layer_dnn" in tree
     assert "anomalies: none in train, eval, test (ExampleAnomalies #4)" in tree
     assert "examples: train 3000, eval 500, test 1000" in tree
