@@ -7,7 +7,6 @@ Runs its own emulator (temporary state dir, free ports) so it never touches the 
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,12 +23,7 @@ from mlpipe.bigquery.load import load_mnist_tables  # noqa: E402
 from mlpipe.bigquery.read import read_table_numpy  # noqa: E402
 from mlpipe.config import load_settings  # noqa: E402
 from mlpipe.data.mnist_source import load_mnist  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mlpipe.procutil import free_loopback_port  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_s.append(time.perf_counter() - t)
 
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        settings = load_settings(environ={}, state_dir=Path(tmp), bq_port=_free_port(), bq_grpc_port=_free_port())
+        settings = load_settings(environ={}, state_dir=Path(tmp),
+            bq_port=free_loopback_port(), bq_grpc_port=free_loopback_port()
+        )
         t = time.perf_counter()
         service.start(settings)
         start_s = time.perf_counter() - t

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,7 @@ from bench.report import write_section  # noqa: E402
 from mlpipe.bigquery import service  # noqa: E402
 from mlpipe.bigquery.load import load_mnist_tables  # noqa: E402
 from mlpipe.config import load_settings  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mlpipe.procutil import free_loopback_port  # noqa: E402
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -82,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-pipeline-")
     state = Path(args.keep or tmp.name)
-    settings = load_settings(environ={}, state_dir=state, bq_port=_free_port(), bq_grpc_port=_free_port())
+    settings = load_settings(environ={}, state_dir=state,
+        bq_port=free_loopback_port(), bq_grpc_port=free_loopback_port()
+    )
     service.start(settings)
     try:
         t = time.perf_counter()

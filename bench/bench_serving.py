@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,16 +32,11 @@ if str(ROOT) not in sys.path:
 
 from bench.report import write_section  # noqa: E402
 from mlpipe.data.mnist_source import load_mnist  # noqa: E402
+from mlpipe.procutil import free_loopback_port  # noqa: E402
 from mlpipe.registry import Registry  # noqa: E402
 from mlpipe.registry.contract import build_contract_model  # noqa: E402
 
 PREDICT = "/v1/projects/local-project/models/mnist:predict"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _body(images: np.ndarray) -> bytes:
@@ -103,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = build_contract_model(state / "contract_model", seed=1)
         Registry(state / "registry").push(model_dir)
 
-        port = _free_port()
+        port = free_loopback_port()
         proc, cold_start = _start_server(state, port)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)

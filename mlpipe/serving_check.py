@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import numpy as np
 
 from mlpipe.config import Settings
 from mlpipe.errors import ServiceStateError
+from mlpipe.procutil import free_loopback_port
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +27,6 @@ class CheckedPrediction:
     confidence: float
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_server(settings: Settings, port: int | None = None):
     """A functions-framework server subprocess on 127.0.0.1; yields its base URL."""
@@ -40,7 +34,7 @@ def running_server(settings: Settings, port: int | None = None):
 
     from mlpipe.serving.server import server_command, server_environ
 
-    port = port or _free_port()
+    port = port or free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         server_command("127.0.0.1", port), env=server_environ(settings),

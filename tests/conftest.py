@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from mlpipe.bigquery import service
 from mlpipe.config import Settings, load_settings
+from mlpipe.procutil import free_loopback_port
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_loopback_port()
 
 
 def make_settings(state_dir: Path, **overrides) -> Settings:

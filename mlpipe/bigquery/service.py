@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mlpipe.config import Settings
 from mlpipe.errors import EnvironmentSetupError, ServiceStateError, ServiceUnavailable
+from mlpipe.procutil import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,6 @@ def _pid_file(settings: Settings) -> Path:
 
 def _log_file(settings: Settings) -> Path:
     return settings.state_dir / "logs" / "bigquery.log"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def _read_pid(settings: Settings) -> int | None:
@@ -90,7 +76,7 @@ def is_healthy(settings: Settings, timeout: float = 2.0) -> bool:
 
 def status(settings: Settings) -> ServiceStatus:
     pid = _read_pid(settings)
-    running = pid is not None and _pid_alive(pid)
+    running = pid is not None and pid_alive(pid)
     return ServiceStatus(
         running=running,
         pid=pid if running else None,
@@ -112,7 +98,7 @@ def start(settings: Settings) -> ServiceStatus:
         )
     pid = _read_pid(settings)
     if pid is not None:
-        if _pid_alive(pid):
+        if pid_alive(pid):
             raise ServiceStateError(
                 f"the local BigQuery service is already running (pid {pid}) at {settings.bq_endpoint}"
             )
@@ -170,7 +156,7 @@ def stop(settings: Settings) -> bool:
     if pid is None:
         return False
     stopped = False
-    if _pid_alive(pid):
+    if pid_alive(pid):
         _terminate(pid)
         stopped = True
     _pid_file(settings).unlink(missing_ok=True)
@@ -198,7 +184,7 @@ def _terminate(pid: int) -> None:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             _reap(pid)
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.1)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.errors import UsageError
+from mlpipe.procutil import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -179,19 +180,9 @@ class LocalStorage:
             return
         for entry in entries:
             pid = entry.name.split("-", 1)[0]
-            if not (pid.isdigit() and _pid_alive(int(pid))):
+            if not (pid.isdigit() and pid_alive(int(pid))):
                 log.info("removing leftover of an interrupted push: %s", entry.path)
                 shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(path: Path) -> None:
