@@ -4,8 +4,9 @@ Every AdaNet iteration trains all candidates of that iteration side by side in o
 the candidate ensemble that scores best on the held-out `eval` split (AdaNet.HoldOut). The families:
 
 - `dnn`: the seed's simple DNN (`adanet.examples.simple_dnn`): k and k+1 dense layers per iteration.
-- `cnn`: conv blocks (two 3×3 convs + batch norm + max-pool per block), n and n+1 blocks per
-  iteration, trained with random-shift augmentation, label smoothing and a cosine learning-rate decay.
+- `cnn`: conv blocks (3×3 conv + ReLU + 2×2 max-pool; optionally more convs and batch norm per
+  block), then dense + dropout; n and n+1 blocks per iteration, trained with random-shift
+  augmentation, label smoothing and a cosine learning-rate decay that restarts every iteration.
 
 Keras layers get explicit, stable `name=`s: AdaNet rebuilds the graph between iterations and
 restores previous members from checkpoints by variable name (see STACK.md).
@@ -63,10 +64,10 @@ class SearchSpace:
     # CNN family: block i has `cnn_filters[i]` filters; a candidate has n or n+1 blocks.
     cnn_filters: tuple[int, ...] = (32, 64, 128)
     cnn_initial_blocks: int = 2
-    cnn_convs_per_block: int = 2
+    cnn_convs_per_block: int = 1
     cnn_dense_units: int = 128
     cnn_dropout: float = 0.3
-    cnn_batch_norm: bool = True
+    cnn_batch_norm: bool = False
     cnn_depth_offsets: tuple[int, ...] = (0, 1)
     augment_shift: int = 2  # max random translation in pixels, train mode only; 0 disables
     # Ensembling.
@@ -77,7 +78,7 @@ class SearchSpace:
     adanet_loss_decay: float = 0.9
     selection_metric: str = "adanet_loss"
     # Budget.
-    max_iteration_steps: int = 3000
+    max_iteration_steps: int = 4000
     max_iterations: int = 2
     batch_size: int = 64
     eval_batch_size: int = 500
@@ -294,12 +295,8 @@ class _CNNBuilder(_Builder):
                 x = tf.keras.layers.MaxPooling2D(2, name=f"pool_{block}")(x)
                 side //= 2
         x = tf.keras.layers.Flatten(name="flatten")(x)
-        x = tf.keras.layers.Dense(
-            space.cnn_dense_units, activation="relu", kernel_initializer=init, name="fc"
-        )(x)
-        x = tf.keras.layers.Dropout(space.cnn_dropout, seed=self._seed, name="fc_dropout")(
-            x, training=training
-        )
+        x = tf.keras.layers.Dense(space.cnn_dense_units, activation="relu", kernel_initializer=init, name="fc")(x)
+        x = tf.keras.layers.Dropout(space.cnn_dropout, seed=self._seed, name="fc_dropout")(x, training=training)
         return x, norms
 
     def _complexity(self) -> float:
@@ -339,15 +336,17 @@ class Generator(adanet.subnetwork.Generator):
         if "cnn" in self._space.families:
             depth = self._current_depth("cnn", previous_ensemble)
             for offset in self._space.cnn_depth_offsets:
-                builders.append(
-                    _CNNBuilder(self._space, depth + offset, self._feature_key, seed + 10 + offset)
-                )
+                builders.append(_CNNBuilder(self._space, depth + offset, self._feature_key, seed + 10 + offset))
         return builders
 
 
 def build_generator(space: SearchSpace, feature_key: str = "image") -> adanet.subnetwork.Generator:
     """The subnetwork generator for `space`; features arrive as `features[feature_key]`, [batch, 784]."""
     return Generator(space, feature_key)
+
+
+def _mixture_optimizer(space: SearchSpace) -> Callable[[], tf.compat.v1.train.Optimizer]:
+    return lambda: tf.compat.v1.train.AdamOptimizer(space.learning_rate / 10)
 
 
 def _ensemblers(space: SearchSpace) -> list[adanet.ensemble.Ensembler]:
@@ -360,7 +359,8 @@ def _ensemblers(space: SearchSpace) -> list[adanet.ensemble.Ensembler]:
         ensemblers.append(
             adanet.ensemble.ComplexityRegularizedEnsembler(
                 # Without an optimiser the scalar mixture weights stay at 1/N: a plain logit average.
-                optimizer=tf.compat.v1.train.AdamOptimizer(space.learning_rate / 10) if learned else None,
+                # A factory, so each iteration's graph gets its own optimiser (and slot variables).
+                optimizer=_mixture_optimizer(space) if learned else None,
                 adanet_lambda=space.adanet_lambda,
                 adanet_beta=space.adanet_beta,
                 name=kind,
@@ -392,9 +392,7 @@ class RecordingEvaluator(adanet.Evaluator):
         self, input_fn: Callable, record_path: str, steps: int | None = None, metric_name: str = "adanet_loss"
     ) -> None:
         objective = (
-            adanet.Evaluator.Objective.MAXIMIZE
-            if metric_name == "accuracy"
-            else adanet.Evaluator.Objective.MINIMIZE
+            adanet.Evaluator.Objective.MAXIMIZE if metric_name == "accuracy" else adanet.Evaluator.Objective.MINIMIZE
         )
         super().__init__(input_fn=input_fn, metric_name=metric_name, objective=objective, steps=steps)
         self._record_path = record_path

@@ -53,9 +53,7 @@ def _build(builder, training: bool, features: dict[str, tf.Tensor] | None = None
 
 def _previous_ensemble(*subnetworks: adanet.Subnetwork):
     """The slice of `adanet.Ensemble` the generator reads: the members' `shared` dicts."""
-    return types.SimpleNamespace(
-        weighted_subnetworks=[types.SimpleNamespace(subnetwork=s) for s in subnetworks]
-    )
+    return types.SimpleNamespace(weighted_subnetworks=[types.SimpleNamespace(subnetwork=s) for s in subnetworks])
 
 
 def _candidates(space: SearchSpace, previous=None, iteration: int = 0):
@@ -121,15 +119,13 @@ def test_names_and_variables_are_stable_between_builds():
 
 
 def test_train_op_updates_batch_norm_statistics_and_weights():
-    space = SearchSpace.quick()
+    space = SearchSpace.quick().replace(cnn_batch_norm=True)
     with tf.Graph().as_default():
         builder = _candidates(space)[2]  # the first CNN
         features = _fake_features()
         subnetwork = _build(builder, training=True, features=features)
         labels = tf.constant(np.arange(BATCH) % 10, dtype=tf.int64)
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=subnetwork.logits)
-        )
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=subnetwork.logits))
         variables = tf.compat.v1.trainable_variables()
         train_op = builder.build_subnetwork_train_op(
             subnetwork, loss, variables, labels, tf.constant(0, tf.int64), _NullSummary(), None
