@@ -190,6 +190,27 @@ def _extensions() -> list[Callable]:
     return cli_ext.REGISTRARS
 
 
+class _OnlyWarningsFrom(logging.Filter):
+    """Drops INFO chatter of the ML libraries (TFX prints every execution's full proto)."""
+
+    NOISY = ("absl", "apache_beam", "tfx", "ml_metadata")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("tensorflow"):  # its warnings are deprecation notices of TF1 APIs
+            return record.levelno >= logging.ERROR
+        if record.msg == "ArtifactQuery.property_predicate is not supported.":  # TFX resolver, harmless
+            return False
+        return record.levelno >= logging.WARNING or not record.name.startswith(self.NOISY)
+
+
+def _quiet_libraries() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OnlyWarningsFrom())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -198,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:
+        _quiet_libraries()
     try:
         settings = _settings_from(args)
         return args.handler(args, settings)

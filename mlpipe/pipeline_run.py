@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -51,12 +52,42 @@ def run_local(cfg) -> RunSummary:
     pipeline = create_pipeline(cfg, metadata_connection_config=metadata)
     started = time.perf_counter()
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with component_progress(len(pipeline.components)):
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:  # the runner re-raises the component's exception as is
         raise PipelineFailed(_one_line(e)) from e
     finally:
         log.info("pipeline finished in %.1fs", time.perf_counter() - started)
     return summarize_run(str(cfg.metadata_path), cfg.pipeline_name)
+
+
+class _ComponentProgress(logging.Handler):
+    """Advances a progress bar on LocalDagRunner's "Component X is running/finished." log lines."""
+
+    def __init__(self, bar) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "Component %s is running." and record.args:
+            self.bar.set_postfix_str(str(record.args[0]))
+        elif record.msg == "Component %s is finished." and record.args:
+            self.bar.update(1)
+
+
+@contextlib.contextmanager
+def component_progress(total: int):
+    from tqdm import tqdm
+
+    # On the root logger: components may reconfigure the `absl` logger while they run.
+    root = logging.getLogger()
+    with tqdm(total=total, desc="pipeline", unit="component") as bar:
+        handler = _ComponentProgress(bar)
+        root.addHandler(handler)
+        try:
+            yield bar
+        finally:
+            root.removeHandler(handler)
 
 
 def _one_line(e: BaseException) -> str:

@@ -51,7 +51,13 @@ class PipelineConfig:
     accuracy_floor: float = 0.97  # absolute test accuracy a model needs to be blessed
     regression_tolerance: float = 0.0  # how much worse than the baseline is still blessed
     enable_cache: bool = True
-    beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    # The DirectRunner's in-memory engine, named explicitly: Beam 2.74's DirectRunner first tries to
+    # download the Prism runner binary from GitHub, which an offline machine cannot reach.
+    beam_args: tuple[str, ...] = (
+        "--runner=FnApiRunner",
+        "--direct_running_mode=in_memory",
+        "--direct_num_workers=1",
+    )
     source_fingerprint: str = ""
     model_name: str = "mnist"  # registry model the Pusher publishes to
     promote: bool = True  # a newly pushed version becomes the registry default

@@ -144,7 +144,7 @@ def test_local_pipeline_is_unchanged(compiled):
     assert local["schema_file"] == str(REPO_ROOT / "pipeline" / "schema" / "schema.pbtxt")
     # The driver runs in REPO_ROOT, where the default state dir is `.mlpipe`.
     assert local["pipeline_root"] == str(REPO_ROOT / ".mlpipe" / "pipelines" / "mnist-automl")
-    assert local["beam_args"] == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert local["beam_args"] == ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
     assert "LocalBigQueryExampleGen" in local["components"]
 
 
