@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -76,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-pipeline-")
     state = Path(args.keep or tmp.name)
-    settings = load_settings(environ={}, state_dir=state,
-        bq_port=free_loopback_port(), bq_grpc_port=free_loopback_port()
+    settings = load_settings(
+        environ={}, state_dir=state, bq_port=free_loopback_port(), bq_grpc_port=free_loopback_port()
     )
     service.start(settings)
+    load_before = os.getloadavg()[0]
     try:
         t = time.perf_counter()
         load_mnist_tables(settings)
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join([
         f"## Pipeline, `{args.profile}` profile (`bench/bench_pipeline.py`)",
         "",
+        f"Load average before / after the run: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+        "(2 cores: above 2 means other work shared the CPU and the times are inflated). "
         f"Data load before the run: {load_s:.1f} s. Pipeline wall time (`mlpipe run --no-cache`, "
         f"process start to summary): **{wall_s:.0f} s**; peak RSS of the whole run {peak_total / 1024:.0f} MiB.",
         f"Test accuracy (10,000-image standard test table in the full profile): **{accuracy}**. "
