@@ -119,10 +119,13 @@ def _timed_train(train: Callable[[], None]) -> tuple[float, float, float, float]
     return seconds, cpu, load_before, os.getloadavg()[0]
 
 
-def _accuracy(estimator: tf.estimator.Estimator, split: Split, batch_size: int) -> float:
+def _predict(estimator: tf.estimator.Estimator, split: Split, batch_size: int) -> np.ndarray:
     fn = make_input_fn(split, batch_size, train=False)
-    predicted = np.array([int(p["class_ids"][0]) for p in estimator.predict(fn, predict_keys=["class_ids"])])
-    return float(np.mean(predicted == split.labels))
+    return np.array([int(p["class_ids"][0]) for p in estimator.predict(fn, predict_keys=["class_ids"])])
+
+
+def _accuracy(estimator: tf.estimator.Estimator, split: Split, batch_size: int) -> float:
+    return float(np.mean(_predict(estimator, split, batch_size) == split.labels))
 
 
 def _global_step(model_dir: str) -> int:
@@ -136,8 +139,9 @@ def run_search(
     budget_s: float,
     model_dir: str,
     description: str = "our search space",
+    report_dir: str | None = None,
 ) -> Result:
-    """(b) The AdaNet search over `space`, selecting on valid."""
+    """(b) The AdaNet search over `space`, selecting on valid; its search report goes to `report_dir`."""
     estimator = build_estimator(
         space,
         model_dir,
@@ -152,10 +156,13 @@ def run_search(
         )
     )
     valid = _accuracy(estimator, data["valid"], space.eval_batch_size)
-    test = _accuracy(estimator, data["test"], space.eval_batch_size)
-    from models.search_report import build_search_report
+    test_pred = _predict(estimator, data["test"], space.eval_batch_size)
+    test = float(np.mean(test_pred == data["test"].labels))
+    from models.search_report import build_search_report, write_report
 
-    report = build_search_report(model_dir)
+    report = build_search_report(model_dir, space, data["test"].labels, test_pred)
+    if report_dir:
+        write_report(report, report_dir)
     return Result(
         "search",
         description,
@@ -400,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="", help="description of the search row (default: the overrides)")
     parser.add_argument("--work-dir", default=None, help="where model dirs go (default: a fresh temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the model dirs")
+    parser.add_argument("--report-dir", default=None, help="write the search's search_report.json and plots here")
     parser.add_argument("--json-out", default=None, help="append each result as a JSON line to this file")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument(
@@ -438,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             label = args.label or (
                 "(b) our search: `SearchSpace()`" + (f" with {' '.join(args.space)}" if args.space else "")
             )
-            result = run_search(space, data, budget_s, str(model_dir), label)
+            result = run_search(space, data, budget_s, str(model_dir), label, args.report_dir)
         else:
             result = run_plain_cnn(data, budget_s, str(model_dir), args.quick)
         results.append(result)
