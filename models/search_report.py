@@ -195,9 +195,7 @@ def build_search_report(
         i, builder = _split_name(name)
         iteration_builders.setdefault(i, []).append(builder)
     # Our ensemblers are named after their SearchSpace key; "complexity_regularized" is AdaNet's default.
-    ensemblers = (
-        {a["ensembler_name"] for a in architectures.values()} | set(ENSEMBLERS) | {"complexity_regularized"}
-    )
+    ensemblers = {a["ensembler_name"] for a in architectures.values()} | set(ENSEMBLERS) | {"complexity_regularized"}
 
     candidate_names: dict[int, set[str]] = {}
     for name in ensemble_summaries:
@@ -271,9 +269,7 @@ def build_search_report(
         },
         "final_architecture_text": _architecture_text(final_members),
         "subnetworks": {
-            name: {
-                key: values[key] for key in ("loss", "complexity", "depth", "learning_rate") if key in values
-            }
+            name: {key: values[key] for key in ("loss", "complexity", "depth", "learning_rate") if key in values}
             for name, values in subnetwork_summaries.items()
         },
         "test": test_section(y_true, y_pred) if y_true is not None and y_pred is not None else None,
@@ -337,12 +333,13 @@ def _plot_confusion(test: dict[str, Any], path: str) -> None:
     matrix = np.asarray(test["confusion_matrix"])
     fig, ax = plt.subplots(figsize=(6, 5.2))
     # Log scale so the few errors stay visible next to the ~1,000-per-class diagonal.
-    image = ax.imshow(np.log1p(matrix), cmap="Blues")
+    shade = np.log1p(matrix)
+    image = ax.imshow(shade, cmap="Blues")
+    dark = 0.6 * shade.max()
     for (r, c), count in np.ndenumerate(matrix):
         if count:
-            ax.text(
-                c, r, str(count), ha="center", va="center", fontsize=7, color="white" if r == c else "black"
-            )
+            color = "white" if shade[r, c] > dark else "black"
+            ax.text(c, r, str(count), ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(len(matrix)))
     ax.set_yticks(range(len(matrix)))
     ax.set_xlabel("predicted")
