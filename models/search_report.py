@@ -291,24 +291,23 @@ def _plot_accuracy(report: dict[str, Any], path: str) -> None:
     chosen_x, chosen_y = [], []
     for it in report["iterations"]:
         i = it["iteration"]
+        # The previous ensemble, offered again at each iteration, sits at the iteration's centre.
+        positions = {c["name"]: float(i) for c in it["candidates"] if c["is_previous_ensemble"]}
         new = [c for c in it["candidates"] if not c["is_previous_ensemble"] and metric in c]
         for k, c in enumerate(new):
-            x = i + (k - (len(new) - 1) / 2) * 0.06
+            x = i + (k - (len(new) - 1) / 2) * 0.08
+            positions[c["name"]] = x
             ax.scatter(x, c[metric], color="tab:blue", alpha=0.7, s=24)
-            ax.annotate(
-                c["name"].split("_", 1)[1],
-                (x, c[metric]),
-                fontsize=6,
-                alpha=0.8,
-                xytext=(4, 0),
-                textcoords="offset points",
-            )
+            members = "+".join(m["builder"] for m in c["members"])
+            ax.annotate(members, (x, c[metric]), fontsize=6, alpha=0.8, xytext=(4, 0), textcoords="offset points")
         selected = next((c for c in it["candidates"] if c["name"] == it["selected"] and metric in c), None)
         if selected is not None:
-            chosen_x.append(i)
+            chosen_x.append(positions.get(selected["name"], float(i)))
             chosen_y.append(selected[metric])
     if chosen_x:
         ax.plot(chosen_x, chosen_y, "o-", color="tab:red", lw=2, label="chosen ensemble")
+    if metric == "accuracy":
+        ax.yaxis.set_major_formatter(lambda y, _: f"{y * 100:.1f} %")
     ax.scatter([], [], color="tab:blue", label="candidate ensembles")
     ax.set_xticks([it["iteration"] for it in report["iterations"]] or [0])
     ax.set_xlabel("AdaNet iteration")
