@@ -39,7 +39,8 @@ import tensorflow as tf  # noqa: E402
 
 from mlpipe.data.mnist_source import Split, load_mnist  # noqa: E402
 from models.adanet_compat import adanet  # noqa: E402
-from models.generators import SearchSpace, build_estimator  # noqa: E402
+from models.generators import build_estimator  # noqa: E402
+from models.hparams import SearchSpace  # noqa: E402
 
 logger = logging.getLogger("bench_automl")
 

@@ -58,15 +58,12 @@ class RssSampler(threading.Thread):
 
 
 def component_intervals(metadata_path: str) -> list[tuple[str, str, float, float]]:
-    from mlpipe.run_summary import latest_run_id, node_id, open_store
+    from mlpipe.config import Settings
+    from mlpipe.metadata.graph import MetadataGraph
 
-    store = open_store(metadata_path)
-    run = store.get_context_by_type_and_name("pipeline_run", latest_run_id(store, "mnist-automl"))
-    out = []
-    for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.create_time_since_epoch):
-        out.append((node_id(store, e), str(e.last_known_state),
-                    e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000))
-    return out
+    graph = MetadataGraph.open(metadata_path, Settings().pipeline_name)
+    return [(e.component, e.state, e.started_ms / 1000, e.updated_ms / 1000)
+            for e in graph.run_executions(graph.run_ids()[-1])]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Serving benchmark: latency and throughput over HTTP vs. the SavedModel in process, cold start.
 
-Registers a SavedModel (`--model-dir`; default: the tiny contract model of mlpipe.registry.contract)
+Registers a SavedModel (`--model-dir`; default: the tiny contract model of mlpipe.registry.signature_check)
 into a temporary registry, runs `mlpipe serve` on a free loopback port (functions-framework +
 gunicorn, prediction logging off), and measures with real MNIST test images:
 - cold start: process start → first successful prediction (TensorFlow import and model load included);
@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
 from bench.report import write_section  # noqa: E402
 from mlpipe.data.mnist_source import load_mnist  # noqa: E402
 from mlpipe.procutil import free_loopback_port  # noqa: E402
-from mlpipe.registry import Registry  # noqa: E402
-from mlpipe.registry.contract import build_contract_model  # noqa: E402
+from mlpipe.registry import open_registry  # noqa: E402
+from mlpipe.registry.signature_check import build_contract_model  # noqa: E402
 
 PREDICT = "/v1/projects/local-project/models/mnist:predict"
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         model_label = str(model_dir) if model_dir else "tiny contract model (one dense layer)"
         if model_dir is None:
             model_dir = build_contract_model(state / "contract_model", seed=1)
-        Registry(state / "registry").push(model_dir)
+        open_registry(state / "registry", "mnist").push(model_dir)
 
         port = free_loopback_port()
         proc, cold_start = _start_server(state, port)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from mlpipe.config import ENV_VARS, Settings, load_settings
+from mlpipe.display import display_path
 from mlpipe.errors import MlpipeError
 
 log = logging.getLogger("mlpipe")
@@ -38,11 +40,8 @@ def _bq_start(args: argparse.Namespace, settings: Settings) -> int:
     from mlpipe.bigquery import service
 
     st = service.start(settings)
-    print(f"BigQuery emulator running (pid {st.pid})")
-    print(f"  REST endpoint : {st.endpoint}")
-    print(f"  Storage gRPC  : {st.grpc_endpoint}")
-    print(f"  data dir      : {st.data_dir}")
-    print(f"  log           : {st.log_file}")
+    print(f"BigQuery emulator running (pid {st.pid}): REST {st.endpoint}, Storage Read gRPC {st.grpc_endpoint}")
+    print(f"  data in {display_path(st.data_dir)}, log in {display_path(st.log_file)} (`mlpipe bq status` for more)")
     return 0
 
 
@@ -184,43 +183,74 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable]:
-    """Subcommands contributed by other modules (pipeline, registry, serving, lineage, cloud)."""
-    from mlpipe import cli_ext
+    """Subcommands that live beside the modules they drive, in the order `--help` lists them.
 
-    return cli_ext.REGISTRARS
+    The entry point is the one place in mlpipe/ that may import the pipeline (the layer above the
+    library), and only here, when the parser is built: `pipeline.cli` loads no TensorFlow.
+    """
+    from mlpipe import serving_check
+    from mlpipe.cloud import cli as cloud_cli
+    from mlpipe.lineage import cli as lineage_cli
+    from mlpipe.registry import cli as registry_cli
+    from mlpipe.serving import cli as serving_cli
+    from pipeline import cli as pipeline_cli
+
+    return [
+        pipeline_cli.register_run,
+        registry_cli.register,
+        serving_cli.register,
+        serving_check.register,
+        pipeline_cli.register_compile,
+        cloud_cli.register,
+        lineage_cli.register,
+    ]
 
 
-class _OnlyWarningsFrom(logging.Filter):
-    """Drops INFO chatter of the ML libraries (TFX prints every execution's full proto)."""
+# Warnings the ML libraries print on every run that say nothing about this run (a message prefix each).
+KNOWN_HARMLESS = (
+    # TFX's resolver, for every baseline lookup.
+    "ArtifactQuery.property_predicate is not supported.",
+    # TFX components reading Examples that ExampleGen wrote without the (optional) property.
+    "Examples artifact does not have payload_format custom property",
+)
 
-    NOISY = ("absl", "apache_beam", "tfx", "ml_metadata")
+
+class _Quiet(logging.Filter):
+    """Without -v: warnings and errors only, minus TensorFlow's TF1 deprecation notices and the known
+    harmless library warnings above. The commands print what they did themselves."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("tensorflow"):  # its warnings are deprecation notices of TF1 APIs
+        if record.name.startswith("tensorflow"):
             return record.levelno >= logging.ERROR
-        if record.msg == "ArtifactQuery.property_predicate is not supported.":  # TFX resolver, harmless
+        if record.levelno < logging.WARNING:
             return False
-        return record.levelno >= logging.WARNING or not record.name.startswith(self.NOISY)
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: show it, it is not one of ours
+            return True
+        return not message.startswith(KNOWN_HARMLESS)
 
 
-def _quiet_libraries() -> None:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines
+def configure_logging(verbose: bool) -> None:
+    """-v: everything at DEBUG. Otherwise quiet, and TensorFlow's C++ start-up lines (its cuDNN /
+    cuFFT / cuBLAS "Unable to register factory" errors, harmless on a CPU) are silenced before
+    anything imports TensorFlow."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_OnlyWarningsFrom())
+        handler.addFilter(_Quiet())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if not args.verbose:
-        _quiet_libraries()
+    configure_logging(args.verbose)
     try:
         settings = _settings_from(args)
         return args.handler(args, settings)

@@ -1,6 +1,7 @@
 """The one typed configuration object: defaults → environment → command-line flags.
 
-Nothing else in the project reads environment variables; everything takes a `Settings`.
+Nothing else in the project reads environment variables; everything takes a `Settings`. It also owns
+the state directory's layout: every path under `state_dir` is a property here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ENV_VARS: dict[str, str] = {
     "MLPIPE_REGISTRY_ROOT": "registry_root",
     "MLPIPE_MODEL": "model_name",
     "MLPIPE_LOG_PREDICTIONS": "log_predictions",
-    # Google Cloud: read by `mlpipe compile-vertex` / vertex_runner.py (pipeline.configs.CloudConfig).
+    # Google Cloud: read by `mlpipe compile-vertex` / vertex_runner.py (pipeline.cloud_config.CloudConfig).
     "MLPIPE_REGION": "region",
     "MLPIPE_GCS_ROOT": "gcs_root",
     "MLPIPE_IMAGE": "image",
@@ -69,9 +70,11 @@ class Settings:
     # URI keeps its double slash when a cloud storage backend is added.
     registry_root: str = ""
     model_name: str = "mnist"
+    # The TFX pipeline's name: its ML Metadata context, pipeline root and store file are named after it.
+    pipeline_name: str = "mnist-automl"
     # Append every served prediction to `dataset.predictions` (batched, off the request path).
     log_predictions: bool = True
-    # ---- Google Cloud (managed runs); validated together by pipeline.configs.CloudConfig, so that
+    # ---- Google Cloud (managed runs); validated together by pipeline.cloud_config.CloudConfig, so that
     # local commands never require them.
     region: str = "us-central1"
     # gs://BUCKET[/PREFIX]: pipeline root (GCS_ROOT/pipelines/NAME) and Dataflow temp/staging files.
@@ -103,17 +106,47 @@ class Settings:
         return f"http://{self.bq_host}:{self.bq_port}"
 
     @property
+    def bq_grpc_endpoint(self) -> str:
+        return f"{self.bq_host}:{self.bq_grpc_port}"
+
+    # ---- the state directory's layout -----------------------------------------------------------
+
+    @property
     def registry_location(self) -> str:
         """Where the model registry lives: `registry_root`, else `state_dir/registry`."""
         return self.registry_root or str(self.state_dir / "registry")
 
     @property
-    def bq_grpc_endpoint(self) -> str:
-        return f"{self.bq_host}:{self.bq_grpc_port}"
+    def bq_data_dir(self) -> Path:
+        """The local BigQuery service's tables."""
+        return self.state_dir / "bigquery"
 
     @property
-    def bq_data_dir(self) -> Path:
-        return self.state_dir / "bigquery"
+    def bq_pid_file(self) -> Path:
+        return self.state_dir / "bigquery.pid"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def bq_log_file(self) -> Path:
+        return self.logs_dir / "bigquery.log"
+
+    @property
+    def pipeline_root(self) -> Path:
+        """TFX's pipeline root: every component's output artifacts."""
+        return self.state_dir / "pipelines" / self.pipeline_name
+
+    @property
+    def metadata_path(self) -> Path:
+        """The ML Metadata SQLite store of local runs."""
+        return self.state_dir / "metadata" / f"{self.pipeline_name}.sqlite"
+
+    @property
+    def vertex_dir(self) -> Path:
+        """Where `mlpipe compile-vertex` writes the compiled pipeline by default."""
+        return self.state_dir / "vertex"
 
     def table_id(self, table: str) -> str:
         """Fully qualified `project.dataset.table`."""

@@ -15,128 +15,26 @@ restores previous members from checkpoints by variable name (see STACK.md).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from mlpipe.contract import CANDIDATE_EVALS_FILE, IMAGE_KEY, IMAGE_SIDE, NUM_CLASSES
 from models.adanet_compat import adanet
+from models.hparams import SearchSpace
 
 logger = logging.getLogger(__name__)
-
-N_CLASSES = 10
-IMAGE_SIDE = 28
-FAMILIES = ("dnn", "cnn")
-ENSEMBLE_STRATEGIES = ("grow", "all", "solo")
-ENSEMBLERS = ("uniform", "learned", "mean")
-LR_SCHEDULES = ("constant", "cosine", "exponential")
-SELECTION_METRICS = ("adanet_loss", "accuracy", "average_loss")
-# Where the recording evaluator leaves per-candidate eval metrics; `search_report` reads it.
-CANDIDATE_EVALS_FILE = os.path.join("search", "candidate_evals.jsonl")
 
 # Keys in `Subnetwork.shared`: how the generator reads back the shape of the last member it added.
 _FAMILY_KEY = "family"
 _DEPTH_KEY = "depth"
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """Everything the search may vary, with the best measured full-profile configuration as defaults.
-
-    The defaults come from the runs in BENCHMARKS.md ("AutoML", configurations tried): ≈99.5 % on
-    the standard test set in 2 × 4,000 steps, ≈6 min of training on 2 uncontended cores.
-    """
-
-    families: tuple[str, ...] = FAMILIES
-    # Optimisation, shared by every family (Adam; the schedule restarts at each iteration because
-    # each iteration trains fresh subnetworks).
-    learning_rate: float = 2e-3
-    lr_schedule: str = "cosine"
-    lr_decay_rate: float = 0.1  # "exponential": factor reached at the end of an iteration
-    label_smoothing: float = 0.1
-    # DNN family (the seed's simple DNN).
-    dnn_layer_size: int = 256
-    dnn_initial_layers: int = 1
-    dnn_dropout: float = 0.2
-    # CNN family: block i has `cnn_filters[i]` filters; a candidate has n or n+1 blocks.
-    cnn_filters: tuple[int, ...] = (32, 64, 128)
-    cnn_initial_blocks: int = 2
-    cnn_convs_per_block: int = 1
-    cnn_dense_units: int = 128
-    cnn_dropout: float = 0.3
-    cnn_batch_norm: bool = False
-    cnn_depth_offsets: tuple[int, ...] = (0, 1)
-    augment_shift: int = 2  # max random translation in pixels, train mode only; 0 disables
-    # Ensembling.
-    ensemble: str = "grow"  # "+"-joined subset of ENSEMBLE_STRATEGIES, e.g. "grow+solo"
-    ensemblers: tuple[str, ...] = ("uniform",)
-    adanet_lambda: float = 0.0
-    adanet_beta: float = 0.0
-    adanet_loss_decay: float = 0.9
-    selection_metric: str = "adanet_loss"
-    # Budget.
-    max_iteration_steps: int = 4000
-    max_iterations: int = 2
-    batch_size: int = 64
-    eval_batch_size: int = 500
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        unknown = set(self.families) - set(FAMILIES)
-        if not self.families or unknown:
-            raise ValueError(f"families must be a non-empty subset of {FAMILIES}, got {self.families}")
-        for strategy in self.ensemble.split("+"):
-            if strategy not in ENSEMBLE_STRATEGIES:
-                raise ValueError(f"unknown ensemble strategy {strategy!r}; choose from {ENSEMBLE_STRATEGIES}")
-        for ensembler in self.ensemblers:
-            if ensembler not in ENSEMBLERS:
-                raise ValueError(f"unknown ensembler {ensembler!r}; choose from {ENSEMBLERS}")
-        if not self.ensemblers:
-            raise ValueError("ensemblers must not be empty")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}")
-        if self.selection_metric not in SELECTION_METRICS:
-            raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}")
-        if self.cnn_initial_blocks < 1 or not self.cnn_filters:
-            raise ValueError("the CNN family needs at least one block and one filter size")
-        if not self.cnn_depth_offsets or min(self.cnn_depth_offsets) < 0:
-            raise ValueError("cnn_depth_offsets must be non-negative and non-empty")
-        if self.max_iteration_steps <= 0 or self.max_iterations <= 0 or self.batch_size <= 0:
-            raise ValueError("steps, iterations and batch size must be positive")
-
-    @classmethod
-    def quick(cls) -> SearchSpace:
-        """A tiny space for tests: small nets, a few steps, seconds of training."""
-        return cls(
-            dnn_layer_size=32,
-            cnn_filters=(8, 16),
-            cnn_initial_blocks=1,
-            cnn_convs_per_block=1,
-            cnn_dense_units=32,
-            max_iteration_steps=30,
-            max_iterations=2,
-            batch_size=32,
-            eval_batch_size=100,
-        )
-
-    @property
-    def total_steps(self) -> int:
-        """The `max_steps` to pass to `estimator.train`."""
-        return self.max_iteration_steps * self.max_iterations
-
-    def replace(self, **changes: Any) -> SearchSpace:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _learning_rate(space: SearchSpace, iteration_step: tf.Tensor) -> tf.Tensor:
@@ -219,7 +117,7 @@ class _Builder(adanet.subnetwork.Builder):
     ) -> tf.Operation:
         if self._space.label_smoothing > 0:
             # MultiClassHead's loss has no label smoothing; train on our own smoothed loss instead.
-            onehot = tf.one_hot(_sparse_labels(labels), N_CLASSES)
+            onehot = tf.one_hot(_sparse_labels(labels), NUM_CLASSES)
             loss = tf.reduce_mean(
                 tf.keras.losses.categorical_crossentropy(
                     onehot, subnetwork.logits, from_logits=True, label_smoothing=self._space.label_smoothing
@@ -316,7 +214,7 @@ class Generator(adanet.subnetwork.Generator):
     diverse members, which is what averaging in the ensemble feeds on.
     """
 
-    def __init__(self, space: SearchSpace, feature_key: str = "image") -> None:
+    def __init__(self, space: SearchSpace, feature_key: str = IMAGE_KEY) -> None:
         self._space = space
         self._feature_key = feature_key
 
@@ -345,7 +243,7 @@ class Generator(adanet.subnetwork.Generator):
         return builders
 
 
-def build_generator(space: SearchSpace, feature_key: str = "image") -> adanet.subnetwork.Generator:
+def build_generator(space: SearchSpace, feature_key: str = IMAGE_KEY) -> adanet.subnetwork.Generator:
     """The subnetwork generator for `space`; features arrive as `features[feature_key]`, [batch, 784]."""
     return Generator(space, feature_key)
 
@@ -454,7 +352,7 @@ def build_estimator(
     space: SearchSpace,
     model_dir: str,
     run_config: tf.estimator.RunConfig | None = None,
-    feature_key: str = "image",
+    feature_key: str = IMAGE_KEY,
     eval_input_fn: Callable | None = None,
     eval_steps: int | None = None,
 ) -> adanet.Estimator:
@@ -481,7 +379,7 @@ def build_estimator(
             metric_name=space.selection_metric,
         )
     return adanet.Estimator(
-        head=tf.estimator.MultiClassHead(n_classes=N_CLASSES),
+        head=tf.estimator.MultiClassHead(n_classes=NUM_CLASSES),
         subnetwork_generator=build_generator(space, feature_key),
         max_iteration_steps=space.max_iteration_steps,
         max_iterations=space.max_iterations,

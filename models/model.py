@@ -8,54 +8,19 @@ The SavedModel at `fn_args.serving_model_dir` has two signatures, both applying 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features, generators, search_report
-from models.generators import SearchSpace
+from mlpipe import contract
+from models import generators, search_report
+from models.hparams import TrainingConfig
 
 log = logging.getLogger(__name__)
-
-
-SEARCH_REPORT_DIR = "assets.extra/search"  # inside the SavedModel: travels with every copy of it
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """What the Trainer's `custom_config["training"]` carries: the AdaNet search space and budget."""
-
-    search: SearchSpace = field(default_factory=SearchSpace)
-    eval_steps: int = 20  # batches of the eval split per candidate evaluation (20 × 500 = 10k rows)
-
-    @classmethod
-    def from_custom_config(cls, custom_config: dict[str, Any] | None) -> TrainingConfig:
-        given = dict((custom_config or {}).get("training", {}))
-        search = dict(given.pop("search", {}))
-        unknown = set(given) - {"eval_steps"}
-        if unknown:
-            raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        fields = {f.name: f for f in dataclasses.fields(SearchSpace)}
-        unknown = set(search) - set(fields)
-        if unknown:
-            raise ValueError(f"unknown search settings: {sorted(unknown)}")
-        # JSON turns the space's tuples into lists; the frozen dataclass wants them back.
-        search = {k: tuple(v) if isinstance(v, list) else v for k, v in search.items()}
-        return cls(search=SearchSpace(**search), **given)
-
-    def to_custom_config(self) -> dict[str, Any]:
-        return {"search": self.search.to_dict(), "eval_steps": self.eval_steps}
-
-    @property
-    def train_steps(self) -> int:
-        return self.search.total_steps
 
 
 def _gzip_reader(files: list[str]) -> tf.data.Dataset:
@@ -85,7 +50,7 @@ def make_input_fn(
         ds = ds.batch(batch_size).map(
             lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE
         )
-        ds = ds.map(lambda f: ({features.IMAGE_KEY: f[features.IMAGE_KEY]}, f[features.LABEL_KEY]))
+        ds = ds.map(lambda f: ({contract.IMAGE_KEY: f[contract.IMAGE_KEY]}, f[contract.LABEL_KEY]))
         return ds.prefetch(tf.data.AUTOTUNE)
 
     return input_fn
@@ -94,22 +59,22 @@ def make_input_fn(
 def _receiver_fn(tf_transform_output: tft.TFTransformOutput):
     """Raw `image` pixels by default, serialized tf.Examples as the alternative; Transform applied."""
     raw_spec = tf_transform_output.raw_feature_spec()
-    example_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+    example_spec = {contract.IMAGE_KEY: raw_spec[contract.IMAGE_KEY]}
 
     def receiver_fn():
-        examples = tf.compat.v1.placeholder(tf.string, [None], "examples")
-        parsed = tf.io.parse_example(examples, example_spec)[features.IMAGE_KEY]
+        examples = tf.compat.v1.placeholder(tf.string, [None], contract.EXAMPLES_INPUT)
+        parsed = tf.io.parse_example(examples, example_spec)[contract.IMAGE_KEY]
         # The pixel input is an overridable default of the parsed examples, so both signatures
         # share one Transform subgraph: feeding `image` bypasses the parser.
         image = tf.compat.v1.placeholder_with_default(
-            tf.cast(parsed, tf.float32), [None, features.IMAGE_PIXELS], features.IMAGE_KEY
+            tf.cast(parsed, tf.float32), [None, contract.IMAGE_PIXELS], contract.IMAGE_KEY
         )
-        raw = {features.IMAGE_KEY: tf.cast(tf.round(image), tf.int64)}
+        raw = {contract.IMAGE_KEY: tf.cast(tf.round(image), tf.int64)}
         transformed = tf_transform_output.transform_raw_features(raw)
         return tf.estimator.export.ServingInputReceiver(
-            features={features.IMAGE_KEY: transformed[features.IMAGE_KEY]},
-            receiver_tensors={features.IMAGE_KEY: image},
-            receiver_tensors_alternatives={"examples": {"examples": examples}},
+            features={contract.IMAGE_KEY: transformed[contract.IMAGE_KEY]},
+            receiver_tensors={contract.IMAGE_KEY: image},
+            receiver_tensors_alternatives={contract.EXAMPLES_INPUT: {contract.EXAMPLES_INPUT: examples}},
         )
 
     return receiver_fn
@@ -133,7 +98,7 @@ def run_fn(fn_args) -> None:
         keep_checkpoint_max=2,
     )
     estimator = generators.build_estimator(
-        space, fn_args.model_run_dir, run_config, features.IMAGE_KEY, eval_input_fn, cfg.eval_steps
+        space, fn_args.model_run_dir, run_config, contract.IMAGE_KEY, eval_input_fn, cfg.eval_steps
     )
     started = time.perf_counter()
     estimator.train(input_fn=train_input_fn, max_steps=space.total_steps)
@@ -143,14 +108,14 @@ def run_fn(fn_args) -> None:
     export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir)
     report = search_report.build_search_report(estimator, space)
     report["train_seconds"] = round(train_seconds, 1)
-    search_report.write_report(report, os.path.join(fn_args.serving_model_dir, SEARCH_REPORT_DIR))
+    search_report.write_report(report, os.path.join(fn_args.serving_model_dir, contract.SEARCH_REPORT_DIR))
     summary = {
         "training": cfg.to_custom_config(),
         "train_seconds": round(train_seconds, 1),
         "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},
         "final_ensemble": report.get("final_ensemble"),
     }
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, contract.TRAINING_SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)
 
 
@@ -189,13 +154,13 @@ def set_serving_signatures(export_dir: str) -> None:
     for meta_graph in model.meta_graphs:
         sigs = meta_graph.signature_def
         for target, source in (
-            (features.SERVING_SIGNATURE, "predict"),
-            (features.EXAMPLES_SIGNATURE, "examples:predict"),
+            (contract.SERVING_SIGNATURE, "predict"),
+            (contract.EXAMPLES_SIGNATURE, f"{contract.EXAMPLES_INPUT}:predict"),
         ):
             sig = type(sigs[source])()
             sig.CopyFrom(sigs[source])
             for key in list(sig.outputs):
-                if key not in features.PREDICTION_KEYS:
+                if key not in contract.PREDICTION_KEYS:
                     del sig.outputs[key]
             sigs[target].CopyFrom(sig)
     with tf.io.gfile.GFile(path, "wb") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models import features
+from mlpipe import contract
 
 
 def normalize_pixels(image: tf.Tensor) -> tf.Tensor:
@@ -14,7 +14,7 @@ def normalize_pixels(image: tf.Tensor) -> tf.Tensor:
 
 def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """tf.Transform entry point: normalized pixels; the label passes through; the key is dropped."""
-    outputs = {features.IMAGE_KEY: normalize_pixels(inputs[features.IMAGE_KEY])}
-    if features.LABEL_KEY in inputs:
-        outputs[features.LABEL_KEY] = tf.cast(inputs[features.LABEL_KEY], tf.int64)
+    outputs = {contract.IMAGE_KEY: normalize_pixels(inputs[contract.IMAGE_KEY])}
+    if contract.LABEL_KEY in inputs:
+        outputs[contract.LABEL_KEY] = tf.cast(inputs[contract.LABEL_KEY], tf.int64)
     return outputs

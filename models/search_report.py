@@ -26,13 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from models.generators import CANDIDATE_EVALS_FILE, ENSEMBLERS, N_CLASSES, SearchSpace
+from mlpipe.contract import (
+    ACCURACY_PLOT_FILE,
+    CANDIDATE_EVALS_FILE,
+    CONFUSION_PLOT_FILE,
+    NUM_CLASSES,
+    SEARCH_REPORT_FILE,
+)
+from models.hparams import ENSEMBLERS, SearchSpace
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILE = "search_report.json"
-ACCURACY_PLOT = "accuracy_per_iteration.png"
-CONFUSION_PLOT = "confusion_matrix.png"
 REPORT_KEYS = (
     "model_dir",
     "search_space",
@@ -148,7 +152,7 @@ def _architecture_text(members: Sequence[tuple[int, str]]) -> str:
     return " + ".join(f"t{i}:{builder}" for i, builder in members)
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = N_CLASSES) -> np.ndarray:
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = NUM_CLASSES) -> np.ndarray:
     """Counts[true, predicted]."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64).ravel(), np.asarray(y_pred, dtype=np.int64).ravel()
     if y_true.shape != y_pred.shape:
@@ -364,14 +368,14 @@ def write_report(
     if y_true is not None and y_pred is not None:
         report = {**report, "test": test_section(y_true, y_pred)}
     paths = {
-        "report": os.path.join(out_dir, REPORT_FILE),
-        "accuracy_plot": os.path.join(out_dir, ACCURACY_PLOT),
+        "report": os.path.join(out_dir, SEARCH_REPORT_FILE),
+        "accuracy_plot": os.path.join(out_dir, ACCURACY_PLOT_FILE),
     }
     with open(paths["report"], "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     _plot_accuracy(report, paths["accuracy_plot"])
     if report.get("test"):
-        paths["confusion_plot"] = os.path.join(out_dir, CONFUSION_PLOT)
+        paths["confusion_plot"] = os.path.join(out_dir, CONFUSION_PLOT_FILE)
         _plot_confusion(report["test"], paths["confusion_plot"])
     logger.info("search report written to %s", out_dir)
     return paths

@@ -1,4 +1,7 @@
-"""One typed pipeline configuration; local vs cloud is a field, profiles are named presets."""
+"""One typed pipeline configuration; local vs cloud is a field, profiles are named presets.
+
+Imports no TensorFlow: the CLI builds and validates a configuration before anything heavy loads.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mlpipe.cloud.config import CloudConfig
 from mlpipe.config import Settings
 from mlpipe.errors import UsageError
-from models.generators import SearchSpace
-from models.model import TrainingConfig
+from models.hparams import SearchSpace, TrainingConfig
+from pipeline.cloud_config import CloudConfig
 
-PIPELINE_NAME = "mnist-automl"
 Orchestration = Literal["local", "vertex"]
 
 
@@ -45,7 +46,6 @@ class PipelineConfig:
     settings: Settings
     profile: str = "full"
     orchestration: Orchestration = "local"
-    pipeline_name: str = PIPELINE_NAME
     training: TrainingConfig = field(default_factory=TrainingConfig)
     row_limits: dict[str, int] | None = None
     accuracy_floor: float = 0.97  # absolute test accuracy a model needs to be blessed
@@ -59,7 +59,6 @@ class PipelineConfig:
         "--direct_num_workers=1",
     )
     source_fingerprint: str = ""
-    model_name: str = "mnist"  # registry model the Pusher publishes to
     promote: bool = True  # a newly pushed version becomes the registry default
     cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 
@@ -91,13 +90,18 @@ class PipelineConfig:
         return dataclasses.replace(self, orchestration="vertex", cloud=cloud, beam_args=cloud.beam_args())
 
     @property
+    def pipeline_name(self) -> str:
+        return self.settings.pipeline_name
+
+    @property
+    def model_name(self) -> str:
+        """The registry model the Pusher publishes to and the baseline is read from."""
+        return self.settings.model_name
+
+    @property
     def pipeline_root(self) -> Path:
-        return self.settings.state_dir / "pipelines" / self.pipeline_name
+        return self.settings.pipeline_root
 
     @property
     def metadata_path(self) -> Path:
-        return self.settings.state_dir / "metadata" / f"{self.pipeline_name}.sqlite"
-
-    @property
-    def serving_dir(self) -> Path:
-        return self.settings.state_dir / "serving" / "mnist"
+        return self.settings.metadata_path

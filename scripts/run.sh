@@ -19,3 +19,5 @@ $MLPIPE run "$@"
 $MLPIPE models list
 $MLPIPE serving-check --count 10
 echo "make run: done in $((SECONDS - t0)) s (after setup)"
+echo "next: 'source .venv/bin/activate' puts mlpipe on your PATH (or call .venv/bin/mlpipe); then e.g."
+echo "      mlpipe lineage · mlpipe runs list · mlpipe serve --port 8080 · mlpipe --help"

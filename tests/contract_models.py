@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe.registry.contract import build_contract_model
+from mlpipe.registry.signature_check import build_contract_model
 
 
 @pytest.fixture(scope="session")

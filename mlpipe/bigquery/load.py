@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from mlpipe.bigquery.client import bq_client, query_rows
 from mlpipe.config import Settings
-from mlpipe.data.mnist_source import IMAGE_PIXELS, SPLITS, Split, load_mnist
+from mlpipe.contract import IMAGE_PIXELS
+from mlpipe.data.mnist_source import SPLITS, Split, load_mnist
 from mlpipe.errors import DataIntegrityError, UsageError
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from google.api_core import exceptions as gexc
 
 from mlpipe.bigquery.client import bq_client, read_client
 from mlpipe.config import Settings
-from mlpipe.data.mnist_source import IMAGE_PIXELS
+from mlpipe.contract import IMAGE_PIXELS
 from mlpipe.errors import DataIntegrityError, NotFoundError
 
 

@@ -38,17 +38,9 @@ class ServiceStatus:
     log_file: Path
 
 
-def _pid_file(settings: Settings) -> Path:
-    return settings.state_dir / "bigquery.pid"
-
-
-def _log_file(settings: Settings) -> Path:
-    return settings.state_dir / "logs" / "bigquery.log"
-
-
 def _read_pid(settings: Settings) -> int | None:
     try:
-        return int(_pid_file(settings).read_text().strip())
+        return int(settings.bq_pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
 
@@ -83,7 +75,7 @@ def status(settings: Settings) -> ServiceStatus:
         endpoint=settings.bq_endpoint or "https://bigquery.googleapis.com",
         grpc_endpoint=settings.bq_grpc_endpoint,
         data_dir=settings.bq_data_dir,
-        log_file=_log_file(settings),
+        log_file=settings.bq_log_file,
     )
 
 
@@ -103,7 +95,7 @@ def start(settings: Settings) -> ServiceStatus:
                 f"the local BigQuery service is already running (pid {pid}) at {settings.bq_endpoint}"
             )
         log.info("removing stale PID file for pid %d", pid)
-        _pid_file(settings).unlink(missing_ok=True)
+        settings.bq_pid_file.unlink(missing_ok=True)
     for port in (settings.bq_port, settings.bq_grpc_port):
         if not _port_free(settings.bq_host, port):
             raise ServiceStateError(
@@ -111,7 +103,7 @@ def start(settings: Settings) -> ServiceStatus:
                 "another port with MLPIPE_BQ_PORT / MLPIPE_BQ_GRPC_PORT"
             )
     settings.bq_data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = _log_file(settings)
+    log_path = settings.bq_log_file
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         str(binary), "serve",
@@ -130,11 +122,11 @@ def start(settings: Settings) -> ServiceStatus:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the CLI process; stopped via the PID file
         )
-    _pid_file(settings).write_text(f"{proc.pid}\n")
+    settings.bq_pid_file.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _pid_file(settings).unlink(missing_ok=True)
+            settings.bq_pid_file.unlink(missing_ok=True)
             raise ServiceStateError(
                 f"the BigQuery emulator exited with code {proc.returncode} during start; "
                 f"last log lines:\n{_tail(log_path)}"
@@ -144,7 +136,7 @@ def start(settings: Settings) -> ServiceStatus:
             return status(settings)
         time.sleep(0.25)
     _terminate(proc.pid)
-    _pid_file(settings).unlink(missing_ok=True)
+    settings.bq_pid_file.unlink(missing_ok=True)
     raise ServiceStateError(
         f"the BigQuery emulator did not answer within {START_TIMEOUT_S:.0f}s; see {log_path}"
     )
@@ -159,7 +151,7 @@ def stop(settings: Settings) -> bool:
     if pid_alive(pid):
         _terminate(pid)
         stopped = True
-    _pid_file(settings).unlink(missing_ok=True)
+    settings.bq_pid_file.unlink(missing_ok=True)
     return stopped
 
 

@@ -22,7 +22,6 @@ from mlpipe.serving.server import TARGET
 
 log = logging.getLogger(__name__)
 
-PACKAGE_DIR = REPO_ROOT / "mlpipe"
 # The function's entry module and the storage backend the registry picks for gs:// roots at run
 # time (selected by URL scheme, so no static import leads to it).
 ENTRY_MODULES = ("mlpipe.serving.main", "mlpipe.registry.gfile_storage")

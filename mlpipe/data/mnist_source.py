@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpipe.contract import IMAGE_PIXELS
 from mlpipe.errors import DataIntegrityError, EnvironmentSetupError
 
 SPLITS = ("train", "valid", "test")
-IMAGE_SIDE = 28
-IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 
 
 @dataclass(frozen=True)

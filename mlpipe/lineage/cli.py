@@ -30,19 +30,17 @@ def _graph(args: argparse.Namespace, settings: Settings):
     if not getattr(args, "verbose", False):
         for name, level in NOISY_LOGGERS.items():
             logging.getLogger(name).setLevel(level)
-    from mlpipe.lineage.graph import MetadataGraph
-    from pipeline.configs import PipelineConfig
+    from mlpipe.metadata.graph import MetadataGraph
 
-    cfg = PipelineConfig(settings=settings)
-    path = Path(args.metadata_path) if args.metadata_path else cfg.metadata_path
-    return MetadataGraph.open(path, cfg.pipeline_name)
+    path = Path(args.metadata_path) if args.metadata_path else settings.metadata_path
+    return MetadataGraph.open(path, settings.pipeline_name)
 
 
 def _registry(args: argparse.Namespace, settings: Settings):
-    from mlpipe.registry import Registry
+    from mlpipe.registry import registry_for
     from mlpipe.registry.cli import registry_settings
 
-    return Registry.from_settings(registry_settings(args, settings))
+    return registry_for(registry_settings(args, settings))
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -96,7 +94,8 @@ def _lineage(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _runs_list(args: argparse.Namespace, settings: Settings) -> int:
-    from mlpipe.lineage import render, runs
+    from mlpipe.lineage import render
+    from mlpipe.metadata import runs
 
     graph = _graph(args, settings)
     found = runs.list_runs(graph)
@@ -108,7 +107,8 @@ def _runs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _runs_show(args: argparse.Namespace, settings: Settings) -> int:
-    from mlpipe.lineage import render, runs
+    from mlpipe.lineage import render
+    from mlpipe.metadata import runs
 
     graph = _graph(args, settings)
     record = runs.run_record(graph, runs.find_run(graph, args.run))

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlpipe.display import display_path
 from mlpipe.errors import EnvironmentSetupError
 from mlpipe.lineage.graph import GraphEdge, GraphNode, LineageGraph
-from mlpipe.lineage.payloads import ACCURACY, failure_summary, short_metric
 from mlpipe.lineage.report import (
     SCHEMA_VERSION,
     ExecutionInfo,
@@ -18,7 +18,8 @@ from mlpipe.lineage.report import (
     TableLineage,
     Threshold,
 )
-from mlpipe.lineage.runs import RunRecord
+from mlpipe.metadata.payloads import ACCURACY, failure_summary, short_metric
+from mlpipe.metadata.runs import RunRecord
 
 IMAGE_FORMATS = ("png", "svg")
 
@@ -331,3 +332,25 @@ def _palette_png(png: bytes) -> bytes:
     out = io.BytesIO()
     flat.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def run_summary_text(r: RunRecord) -> str:
+    """What `mlpipe run` prints at the end: each component's state and time, then the outcome."""
+    lines = [f"run {r.run_id}", f"{'component':<32}{'state':<10}{'seconds':>9}"]
+    for c in r.components:
+        lines.append(f"{c.component:<32}{c.state:<10}{c.seconds:>9.1f}")
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f} %"
+
+    blessed = "n/a" if r.blessed is None else ("yes" if r.blessed else "no")
+    pushed = f"{r.pushed_version} ({display_path(r.pushed_destination)})" if r.pushed_destination else None
+    lines += [
+        f"test accuracy (new model) : {pct(r.accuracy)}",
+        f"baseline accuracy         : {pct(r.baseline_accuracy)}"
+        + ("" if r.baseline_accuracy is not None else " (no baseline: floor alone decides)"),
+        f"blessed                   : {blessed}",
+        f"pushed to                 : {pushed or 'not pushed'}",
+        f"outcome                   : {r.outcome}",
+    ]
+    return "\n".join(lines)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlpipe.errors import MlpipeError, NotFoundError, UsageError
-from mlpipe.lineage import payloads
-from mlpipe.lineage.graph import Artifact, Execution, LineageGraph, MetadataGraph, MetadataStoreError
-from mlpipe.lineage.payloads import ACCURACY
+from mlpipe.lineage.graph import LineageGraph
+from mlpipe.metadata import payloads
+from mlpipe.metadata.graph import Artifact, Execution, MetadataGraph, MetadataStoreError
+from mlpipe.metadata.payloads import ACCURACY
 from mlpipe.registry import Registry, VersionInfo
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mlpipe.config import Settings
+from mlpipe.display import display_path
 
 
 def add_registry_flags(p: argparse.ArgumentParser, root: bool = True) -> None:
@@ -23,9 +24,9 @@ def registry_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def _registry(args: argparse.Namespace, settings: Settings):
-    from mlpipe.registry import Registry
+    from mlpipe.registry import registry_for
 
-    return Registry.from_settings(registry_settings(args, settings))
+    return registry_for(registry_settings(args, settings))
 
 
 def _pct(x: float | None) -> str:
@@ -37,7 +38,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     versions = reg.list_versions()
     others = [m for m in reg.list_models() if m != reg.model]
     also = f"  (other models: {', '.join(others)})" if others else ""
-    print(f"model {reg.model} in {reg.storage.root}{also}")
+    print(f"model {reg.model} in {display_path(reg.location)}{also}")
     if not versions:
         print("(no versions; push one with `mlpipe models push SAVED_MODEL_DIR` or run the pipeline)")
         return 0

@@ -1,6 +1,6 @@
 """A read-only registry root at a URL (`gs://BUCKET/registry`), read through `tf.io.gfile`.
 
-`LocalStorage(root)` hands out this backend for any root with a URL scheme (storage.py), so the
+`open_registry(root)` (mlpipe.registry) picks this backend for any root with a URL scheme, so the
 registry and the serving function take a `gs://` root unchanged. The layout is the local one; a
 registry is published to Cloud Storage by copying a local root
 (`gcloud storage rsync --recursive .mlpipe/registry gs://BUCKET/registry`).
@@ -8,11 +8,10 @@ registry is published to Cloud Storage by copying a local root
 What differs from the local backend, and why:
 - Read-only: Cloud Storage has no rename and no lock, so the atomic writes of storage.py cannot be
   made here; every write raises UsageError (an HTTP 400 from the server).
-- `path()` must give TensorFlow and the model cache a local `Path`, so the first call for a
+- `local_path()` must give TensorFlow and the model cache a local `Path`, so the first call for a
   directory (a version's SavedModel) copies it into a per-process mirror under the temp dir
   (in Cloud Functions: the instance's in-memory /tmp). A registry never reuses a version name, so a
-  mirrored version stays valid for the life of the process; listing versions copies each listed
-  version once per process.
+  mirrored version stays valid for the life of the process; only versions that are loaded are copied.
 - `read_json` reads the object on every call, without a cache: an object store's stat costs a
   request just like the small read, and file:// stats have only second resolution, so a cache
   validated by stat could miss a same-size change (a new default, `v1` → `v2`). TensorFlow's GCS
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.errors import UsageError
-from mlpipe.registry.storage import LocalStorage
+from mlpipe.registry.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +48,13 @@ _COPY_LOCKS: dict[Path, threading.Lock] = {}
 SCHEMES = ("gs", "file")
 
 
-class GfileStorage(LocalStorage):
+class GfileStorage(Storage):
     """A registry root at a URL tf.io.gfile understands (gs://, and file:// for tests)."""
 
     def __init__(self, location: str | os.PathLike[str]) -> None:
         text = os.fspath(location)
         if text.split("://", 1)[0] not in SCHEMES:
-            raise UsageError(
-                f"registry root {text!r}: only local directories and gs:// URIs are supported; "
-                "set MLPIPE_REGISTRY_ROOT to one"
-            )
+            raise UsageError(f"registry root {text!r}: not a {'/'.join(SCHEMES)} URL")
         import tensorflow as tf
 
         self._gfile = tf.io.gfile
@@ -76,7 +72,10 @@ class GfileStorage(LocalStorage):
             raise UsageError(f"path {text!r} is outside the registry root")
         return self.url if norm == "." else f"{self.url}/{norm}"
 
-    def path(self, rel: str | Path) -> Path:
+    def uri(self, rel: str | Path) -> str:
+        return self._url(rel)
+
+    def local_path(self, rel: str | Path) -> Path:
         """A local copy of `rel` (made on first use) for handing a SavedModel to TensorFlow."""
         url = self._url(rel)
         local = self.mirror / posixpath.normpath(Path(rel).as_posix())
@@ -137,6 +136,9 @@ class GfileStorage(LocalStorage):
         raise self._read_only()
 
     def stage_copy(self, src: Path, parent: str | Path, name: str) -> Path:
+        raise self._read_only()
+
+    def staging_rel(self, staging: Path, parent: str | Path) -> str:
         raise self._read_only()
 
     def publish(self, staging: Path, dest: str | Path) -> None:

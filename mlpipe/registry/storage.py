@@ -1,4 +1,6 @@
-"""The registry's only IO: a local directory tree with atomic updates and one writer lock.
+"""Where a FileRegistry keeps its files: the `Storage` interface and its local-directory backend.
+
+`LocalStorage` is the registry's IO on a local directory tree, with atomic updates and one writer lock.
 
 Every change becomes visible in one `os.rename`/`os.replace`, so readers never lock and never see a
 half-written file or a half-copied SavedModel:
@@ -14,6 +16,7 @@ anything that would leave the root.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import json
@@ -36,20 +39,72 @@ TRASH = ".trash"
 LOCK_FILE = ".lock"
 
 
-class LocalStorage:
+class Storage(abc.ABC):
+    """A registry root: relative paths (built from validated names) in, files and directories out.
+
+    Readers never lock; writers hold `lock()` and make each change visible in one step.
+    """
+
+    root: Any  # shown in messages: a local Path, or the URL of a remote root
+
+    @abc.abstractmethod
+    def uri(self, rel: str | Path) -> str:
+        """Where `rel` lives, as the backend names it (a local path or a URL)."""
+
+    @abc.abstractmethod
+    def local_path(self, rel: str | Path) -> Path:
+        """A local directory with the contents of `rel` (for handing a SavedModel to TensorFlow)."""
+
+    @abc.abstractmethod
+    def exists(self, rel: str | Path) -> bool: ...
+
+    @abc.abstractmethod
+    def list_dirs(self, rel: str | Path = ".") -> list[str]:
+        """Names of visible sub-directories (not starting with '.'), sorted."""
+
+    @abc.abstractmethod
+    def read_json(self, rel: str | Path) -> Any | None:
+        """Parsed JSON of `rel`, or None if it does not exist."""
+
+    @abc.abstractmethod
+    def write_json(self, rel: str | Path, data: Any) -> None:
+        """Replace `rel` atomically with `data` as JSON."""
+
+    @abc.abstractmethod
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive writer lock for the whole registry."""
+
+    @abc.abstractmethod
+    def stage_copy(self, src: Path, parent: str | Path, name: str) -> Path:
+        """Copy the local tree `src` to a staging area under `parent`; returns the staging handle."""
+
+    @abc.abstractmethod
+    def staging_rel(self, staging: Path, parent: str | Path) -> str:
+        """The relative path of a staging area returned by `stage_copy`."""
+
+    @abc.abstractmethod
+    def publish(self, staging: Path, dest: str | Path) -> None:
+        """Make a staging area visible as `dest` in one step; refuses to replace an existing `dest`."""
+
+    @abc.abstractmethod
+    def retire(self, rel: str | Path, parent: str | Path) -> None:
+        """Make `rel` disappear in one step, then delete it."""
+
+    @abc.abstractmethod
+    def discard(self, staging: Path) -> None: ...
+
+    @abc.abstractmethod
+    def clean_leftovers(self, parent: str | Path) -> None:
+        """Remove what writers that died left behind (call with the lock held)."""
+
+
+class LocalStorage(Storage):
     """A registry root on the local filesystem."""
-
-    def __new__(cls, location: str | os.PathLike[str]) -> LocalStorage:
-        # A root with a URL scheme (gs://…) is read through tf.io.gfile; chosen here because the
-        # registry and the server construct `LocalStorage(root)` directly.
-        if cls is LocalStorage and "://" in os.fspath(location):
-            from mlpipe.registry.gfile_storage import GfileStorage
-
-            return super().__new__(GfileStorage)
-        return super().__new__(cls)
 
     def __init__(self, location: str | os.PathLike[str]) -> None:
         text = os.fspath(location)
+        if "://" in text:
+            raise UsageError(f"{text!r} is a URL, not a local directory; use mlpipe.registry.open_registry")
         self.root = Path(text).expanduser().absolute()
         # (inode, mtime_ns, size) → parsed JSON, so servers can re-read small files per request
         # for the cost of one stat(). os.replace always gives a new inode, so a change is never missed.
@@ -64,8 +119,10 @@ class LocalStorage:
             raise UsageError(f"path {str(rel)!r} is outside the registry root")
         return path
 
-    def path(self, rel: str | Path) -> Path:
-        """Absolute path of `rel` (for handing a SavedModel directory to TensorFlow)."""
+    def uri(self, rel: str | Path) -> str:
+        return str(self._abs(rel))
+
+    def local_path(self, rel: str | Path) -> Path:
         return self._abs(rel)
 
     def exists(self, rel: str | Path) -> bool:
@@ -147,6 +204,9 @@ class LocalStorage:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return staging
+
+    def staging_rel(self, staging: Path, parent: str | Path) -> str:
+        return f"{Path(parent).as_posix()}/{STAGING}/{staging.name}"
 
     def publish(self, staging: Path, dest: str | Path) -> None:
         """Rename a staging dir to `dest` in one step; refuses to replace an existing `dest`."""

@@ -21,6 +21,7 @@ from typing import Any
 import flask
 
 from mlpipe.config import Settings, load_settings
+from mlpipe.display import display_path
 from mlpipe.errors import (
     MethodNotAllowedError,
     MlpipeError,
@@ -30,8 +31,7 @@ from mlpipe.errors import (
     ServiceUnavailable,
     UsageError,
 )
-from mlpipe.registry import Registry, VersionInfo, validate_name
-from mlpipe.registry.storage import LocalStorage
+from mlpipe.registry import Registry, VersionInfo, open_registry, validate_name
 from mlpipe.serving import resources, routes
 from mlpipe.serving.instances import parse_body
 from mlpipe.serving.model_cache import ModelCache, to_predictions
@@ -64,10 +64,10 @@ class Answer:
 class ServingApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.storage = LocalStorage(settings.registry_location)
-        self.cache = ModelCache()
+        self.registry = open_registry(settings.registry_location, settings.model_name)
+        self.cache = ModelCache(self.registry.local_saved_model)
         self.prediction_log = PredictionLogger(settings) if settings.log_predictions else None
-        log.info("serving registry %s (project %s, prediction log %s)", self.storage.root,
+        log.info("serving registry %s (project %s, prediction log %s)", display_path(self.registry.location),
                  settings.project, self.prediction_log.table_id if self.prediction_log else "off")
 
     # ---- edge -----------------------------------------------------------------------------------
@@ -82,11 +82,11 @@ class ServingApp:
             body = self._read_body(request)
             raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
             routes.check_traversal(raw.split("?", 1)[0], request.path)
-            match = routes.match(request.method, request.path)
-            if match.handler == "options":
+            match = routes.match(ROUTES, request.method, request.path)
+            if match.handler is routes.OPTIONS:
                 return flask.Response(status=204, headers={**headers, "Allow": ", ".join(match.allowed)})
             call = Call(request, body, request_id)
-            answer = getattr(self, f"_{match.handler}")(call, **match.params)
+            answer = match.handler(self, call, **match.params)
             status, doc = answer.status, answer.doc
             headers.update(answer.headers)
         except MlpipeError as e:
@@ -120,7 +120,7 @@ class ServingApp:
     def _registry(self, model: str, project: str | None = None) -> Registry:
         if project is not None:
             self._check_project(project)
-        reg = Registry(self.storage, validate_name("model", model))
+        reg = self.registry.for_model(validate_name("model", model))
         if not reg.exists():
             raise NotFoundError(f"model {model!r} not found")
         return reg
@@ -138,8 +138,8 @@ class ServingApp:
     def _list_models(self, call: Call, project: str) -> Answer:
         self._check_project(project)
         models = []
-        for name in Registry(self.storage, self.settings.model_name).list_models():
-            reg = Registry(self.storage, name)
+        for name in self.registry.list_models():
+            reg = self.registry.for_model(name)
             default = reg.resolve() if reg.default_version() else None
             models.append(resources.model_resource(project, name, default))
         return Answer(200, {"models": models} if models else {})
@@ -217,6 +217,20 @@ class ServingApp:
             raise NotFoundError(
                 f"project {project[:64]!r} not found; this server serves project {self.settings.project!r}"
             )
+
+
+ROUTES: tuple[routes.Route, ...] = (
+    routes.Route(routes.ML_MODELS, {"GET": ServingApp._list_models}),
+    routes.Route(routes.ML_MODEL, {"GET": ServingApp._get_model}),
+    routes.Route(routes.ML_PREDICT, {"POST": ServingApp._predict}),
+    routes.Route(routes.ML_VERSIONS, {"GET": ServingApp._list_versions}),
+    routes.Route(routes.ML_VERSION, {"GET": ServingApp._get_version, "DELETE": ServingApp._delete_version}),
+    routes.Route(routes.ML_VERSION_PREDICT, {"POST": ServingApp._predict}),
+    routes.Route(routes.ML_SET_DEFAULT, {"POST": ServingApp._set_default}),
+    routes.Route(routes.TF_PREDICT, {"POST": ServingApp._tf_predict}),
+    routes.Route(routes.TF_STATUS, {"GET": ServingApp._tf_status}),
+    routes.Route(routes.TF_METADATA, {"GET": ServingApp._tf_metadata}),
+)
 
 
 def status_for(error: MlpipeError) -> int:

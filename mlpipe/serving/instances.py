@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from mlpipe.contract import IMAGE_PIXELS as PIXELS
+from mlpipe.contract import IMAGE_SIDE as SIDE
 from mlpipe.errors import BadInstanceError
-from mlpipe.registry.contract import PIXELS
 
-SIDE = 28
 SHAPES = ((PIXELS,), (SIDE, SIDE), (SIDE, SIDE, 1))
 PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
 

@@ -12,13 +12,15 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlpipe.contract import IMAGE_KEY, OUTPUTS, SERVING_SIGNATURE
 from mlpipe.errors import ModelLoadError, NotFoundError
 from mlpipe.registry import VersionInfo
-from mlpipe.registry.contract import INPUT, OUTPUTS, SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +29,27 @@ RETRY_FAILED_LOAD_S = 30.0
 
 
 class LoadedModel:
-    def __init__(self, info: VersionInfo) -> None:
+    def __init__(self, info: VersionInfo, saved_model_dir: Path) -> None:
         import tensorflow as tf
 
         started = time.perf_counter()
         self._tf = tf
         # Keep the loaded object: the signature function does not own the variables it reads.
-        self._saved = tf.saved_model.load(str(info.saved_model_dir))
-        self._fn = self._saved.signatures[SIGNATURE]
+        self._saved = tf.saved_model.load(str(saved_model_dir))
+        self._fn = self._saved.signatures[SERVING_SIGNATURE]
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s/%s in %.2fs", info.model, info.name, self.load_seconds)
 
     def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        out = self._fn(**{INPUT: self._tf.constant(batch, dtype=self._tf.float32)})
+        out = self._fn(**{IMAGE_KEY: self._tf.constant(batch, dtype=self._tf.float32)})
         return {name: out[name].numpy() for name in OUTPUTS}
 
 
 class ModelCache:
-    def __init__(self, capacity: int = 4) -> None:
+    """`locate` gives a version's SavedModel as a local directory (the registry's `local_saved_model`)."""
+
+    def __init__(self, locate: Callable[[VersionInfo], Path], capacity: int = 4) -> None:
+        self.locate = locate
         self.capacity = capacity
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._failures: dict[tuple[str, str], tuple[float, str]] = {}
@@ -52,7 +57,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, info: VersionInfo) -> LoadedModel:
-        key = (str(info.saved_model_dir), info.created_time)
+        key = (info.saved_model_uri, info.created_time)
         with self._lock:
             model = self._models.get(key)
             if model is not None:
@@ -75,12 +80,13 @@ class ModelCache:
         failed = self._failures.get(key)
         if failed and time.monotonic() - failed[0] < RETRY_FAILED_LOAD_S:
             raise ModelLoadError(failed[1])
-        if not info.saved_model_dir.is_dir():
+        saved_model_dir = self.locate(info)
+        if not saved_model_dir.is_dir():
             raise NotFoundError(f"version {info.name} of model {info.model!r} was deleted")
         try:
-            model = LoadedModel(info)
+            model = LoadedModel(info, saved_model_dir)
         except Exception as e:  # any TensorFlow load failure is the registry's fault, not the caller's
-            log.exception("loading %s/%s from %s failed", info.model, info.name, info.saved_model_dir)
+            log.exception("loading %s/%s from %s failed", info.model, info.name, saved_model_dir)
             reason = f"version {info.name} of model {info.model!r} failed to load: {type(e).__name__}"
             self._failures[key] = (time.monotonic(), reason)
             raise ModelLoadError(reason) from None

@@ -13,8 +13,8 @@ import re
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from mlpipe.contract import SERVING_SIGNATURE
 from mlpipe.registry import VersionInfo
-from mlpipe.registry.contract import SIGNATURE
 
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 
@@ -38,7 +38,7 @@ def version_resource(project: str, info: VersionInfo) -> dict[str, Any]:
         "name": f"{model_name(project, info.model)}/versions/{info.name}",
         "description": _description(info),
         "isDefault": info.is_default,
-        "deploymentUri": info.saved_model_dir.as_uri(),
+        "deploymentUri": info.saved_model_dir.as_uri() if info.is_local else info.saved_model_uri,
         "createTime": info.created_time,
         "state": "READY",
         "framework": "TENSORFLOW",
@@ -106,8 +106,8 @@ def _description(info: VersionInfo) -> str:
         parts.append(f"baseline accuracy {meta.baseline_accuracy:.4f}")
     if meta.source_tables:
         parts.append("trained on " + ", ".join(meta.source_tables))
-    if SIGNATURE in info.signatures:
-        parts.append(f"signature {SIGNATURE}")
+    if SERVING_SIGNATURE in info.signatures:
+        parts.append(f"signature {SERVING_SIGNATURE}")
     return "; ".join(parts)
 
 

@@ -16,12 +16,16 @@ TF Serving REST (versions are integers N, served from registry version vN; label
 
 Path traversal is refused before routing: segments starting with a dot and percent-encoded dots,
 slashes or backslashes are a 400, whatever the route. Names are validated by the handlers.
+
+This module owns the URL patterns; the app binds each to its handler functions in a `Route` table.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mlpipe.errors import InvalidNameError, MethodNotAllowedError, NotFoundError
 
@@ -29,38 +33,48 @@ _SEG = r"[^/:]+"
 _TF = rf"/v1/models/(?P<model>{_SEG})(?:/versions/(?P<number>{_SEG})|/labels/(?P<alias>{_SEG}))?"
 _ML = rf"/v1/projects/(?P<project>{_SEG})/models"
 
-# (pattern, {method: handler name}); the first pattern matching the path decides.
-ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
-    (re.compile(rf"{_ML}"), {"GET": "list_models"}),
-    (re.compile(rf"{_ML}/(?P<model>{_SEG})"), {"GET": "get_model"}),
-    (re.compile(rf"{_ML}/(?P<model>{_SEG}):predict"), {"POST": "predict"}),
-    (re.compile(rf"{_ML}/(?P<model>{_SEG})/versions"), {"GET": "list_versions"}),
-    (re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG})"),
-     {"GET": "get_version", "DELETE": "delete_version"}),
-    (re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG}):predict"), {"POST": "predict"}),
-    (re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG}):setDefault"),
-     {"POST": "set_default"}),
-    (re.compile(rf"{_TF}:predict"), {"POST": "tf_predict"}),
-    (re.compile(rf"{_TF}"), {"GET": "tf_status"}),
-    (re.compile(rf"{_TF}/metadata"), {"GET": "tf_metadata"}),
-]
+# ml v1
+ML_MODELS = re.compile(rf"{_ML}")
+ML_MODEL = re.compile(rf"{_ML}/(?P<model>{_SEG})")
+ML_PREDICT = re.compile(rf"{_ML}/(?P<model>{_SEG}):predict")
+ML_VERSIONS = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions")
+ML_VERSION = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG})")
+ML_VERSION_PREDICT = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG}):predict")
+ML_SET_DEFAULT = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG}):setDefault")
+# TF Serving REST
+TF_PREDICT = re.compile(rf"{_TF}:predict")
+TF_STATUS = re.compile(rf"{_TF}")
+TF_METADATA = re.compile(rf"{_TF}/metadata")
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    methods: Mapping[str, Handler]  # HTTP method → handler, called with the path's parameters
+
+
+OPTIONS: Handler = object()  # type: ignore[assignment]  (the match for an OPTIONS request: answer Allow)
 
 _ENCODED_SEPARATORS = ("%2e", "%2f", "%5c", "\\")
 
 
 @dataclass(frozen=True)
 class Match:
-    handler: str
+    handler: Handler
     params: dict[str, str]
     allowed: tuple[str, ...]
 
 
-def match(method: str, path: str) -> Match:
-    """The handler for `method path`; NotFoundError or MethodNotAllowedError otherwise."""
-    for pattern, methods in ROUTES:
-        m = pattern.fullmatch(path)
+def match(table: Sequence[Route], method: str, path: str) -> Match:
+    """The handler for `method path` (the first route whose pattern matches the path decides);
+    NotFoundError or MethodNotAllowedError otherwise."""
+    for route in table:
+        m = route.pattern.fullmatch(path)
         if m is None:
             continue
+        methods = route.methods
         params = {k: v for k, v in m.groupdict().items() if v is not None}
         allow = allowed(methods)
         if method in methods:
@@ -68,12 +82,12 @@ def match(method: str, path: str) -> Match:
         if method == "HEAD" and "GET" in methods:
             return Match(methods["GET"], params, allow)
         if method == "OPTIONS":
-            return Match("options", params, allow)
+            return Match(OPTIONS, params, allow)
         raise MethodNotAllowedError(f"method {method} is not allowed on {path}", allow)
     raise NotFoundError(f"no such resource: {method} {path}")
 
 
-def allowed(methods: dict[str, str]) -> tuple[str, ...]:
+def allowed(methods: Mapping[str, Handler]) -> tuple[str, ...]:
     extra = ("HEAD",) if "GET" in methods else ()
     return (*methods, *extra, "OPTIONS")
 

@@ -43,7 +43,6 @@ def server_command(host: str, port: int) -> list[str]:
 def server_environ(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(settings_environ(settings))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     return env
 
 

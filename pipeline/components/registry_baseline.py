@@ -16,16 +16,16 @@ log = logging.getLogger(__name__)
 
 
 class RegistryDefaultStrategy(LatestBlessedModelStrategy):
-    def __init__(self, registry_root: str, model: str = "mnist"):
+    def __init__(self, registry_root: str, model: str):
         self._registry_root = registry_root
         self._model = model
 
     def _default_model_artifact_id(self) -> int | None:
         from mlpipe.errors import MlpipeError
-        from mlpipe.registry import Registry
+        from mlpipe.registry import open_registry
 
         try:
-            registry = Registry(self._registry_root, model=self._model)
+            registry = open_registry(self._registry_root, self._model)
             return registry.resolve().metadata.model_artifact_id
         except MlpipeError:
             return None

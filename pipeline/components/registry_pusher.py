@@ -34,8 +34,8 @@ class RegistryPusherSpec(standard_component_specs.PusherSpec):
 
 class Executor(stock.Executor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]):
-        from mlpipe.registry import PushMetadata, Registry
-        from mlpipe.run_summary import evaluation_accuracy
+        from mlpipe.metadata.payloads import evaluation_accuracy
+        from mlpipe.registry import PushMetadata, open_registry
 
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
@@ -59,14 +59,14 @@ class Executor(stock.Executor):
             source_queries=config.get("source_queries", {}),
             extra=config.get("extra", {}),
         )
-        registry = Registry(config["registry_root"], model=config.get("model", "mnist"))
+        registry = open_registry(config["registry_root"], config["model"])
         with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
             staged = os.path.join(tmp, "saved_model")
             shutil.copytree(self.GetModelPath(input_dict), staged)
             if input_dict.get(MODEL_EVALUATION_KEY):
                 _attach_test_results(staged, evaluation.uri)
             version = registry.push(staged, metadata, promote=config.get("promote", True))
-        self._MarkPushed(pushed, pushed_destination=str(version.saved_model_dir), pushed_version=version.name)
+        self._MarkPushed(pushed, pushed_destination=version.saved_model_uri, pushed_version=version.name)
 
 
 def _attach_test_results(saved_model_dir: str, evaluation_uri: str) -> None:
@@ -74,12 +74,12 @@ def _attach_test_results(saved_model_dir: str, evaluation_uri: str) -> None:
     the SavedModel's assets.extra, so the version carries its report and plots."""
     import numpy as np
 
-    from mlpipe.run_summary import test_confusion_matrix
+    from mlpipe.contract import SEARCH_REPORT_DIR, SEARCH_REPORT_FILE
+    from mlpipe.metadata.payloads import test_confusion_matrix
     from models import search_report
-    from models.model import SEARCH_REPORT_DIR
 
     report_dir = os.path.join(saved_model_dir, SEARCH_REPORT_DIR)
-    report_path = os.path.join(report_dir, search_report.REPORT_FILE)
+    report_path = os.path.join(report_dir, SEARCH_REPORT_FILE)
     counts = test_confusion_matrix(evaluation_uri)
     if counts is None or not os.path.exists(report_path):
         return

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mlpipe.cli import main
-from mlpipe.cloud.config import IMAGE_SOURCE_DIR, CloudConfig
 from mlpipe.config import REPO_ROOT, load_settings
 from mlpipe.errors import UsageError
+from pipeline.cloud_config import IMAGE_SOURCE_DIR, CloudConfig
 
 CLOUD_ENV = {
     "MLPIPE_PROJECT": "my-proj",

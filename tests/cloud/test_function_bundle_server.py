@@ -15,7 +15,7 @@ import yaml
 
 from mlpipe.cloud.function_bundle import write_bundle
 from mlpipe.config import load_settings
-from mlpipe.registry import Registry
+from mlpipe.registry import open_registry
 from mlpipe.serving.server import TARGET
 from tests.conftest import free_port
 from tests.serving.server import Server
@@ -50,7 +50,7 @@ def served_bundle(tmp_path_factory, request):
     try:
         # Fill the registry while the server starts (both import TensorFlow).
         models = request.getfixturevalue("fake_models")
-        Registry(registry_dir).push(models[0], {"test_accuracy": 0.9})
+        open_registry(registry_dir, "mnist").push(models[0], {"test_accuracy": 0.9})
         _wait_ready(server)
         yield server, bundle, registry_dir, models
     finally:
@@ -103,7 +103,7 @@ def test_bundle_serves_ml_v1_predictions_from_the_registry(served_bundle):
 
 def test_a_new_default_version_is_served_without_a_restart(served_bundle):
     server, _, registry_dir, models = served_bundle
-    Registry(registry_dir).push(models[1], {"test_accuracy": 0.95})
+    open_registry(registry_dir, "mnist").push(models[1], {"test_accuracy": 0.95})
     batch = _batch(1)
     deadline = time.monotonic() + 30  # Cloud Storage's stat cache holds for seconds; file:// has none
     while True:

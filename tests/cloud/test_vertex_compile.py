@@ -12,8 +12,8 @@ import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from mlpipe.cloud.config import IMAGE_SCHEMA_FILE, CloudConfig
 from mlpipe.config import REPO_ROOT, load_settings
+from pipeline.cloud_config import IMAGE_SCHEMA_FILE, CloudConfig
 from pipeline.queries import split_queries
 from tests.cloud import offline_compile as oc
 

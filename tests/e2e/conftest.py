@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from mlpipe.config import Settings
-from mlpipe.run_summary import RunSummary
+from mlpipe.metadata.runs import RunRecord
 from pipeline.configs import PROFILES, PipelineConfig
 
 QUICK_ROWS = max(PROFILES["quick"].row_limits.values())
@@ -34,29 +34,45 @@ def quick_config(settings, **overrides) -> PipelineConfig:
     return PipelineConfig.for_profile(settings, "quick", **overrides)
 
 
+LINEAGE_MODEL = "digits"  # not the default model name: the runs must honour --model and --registry-root
+
+
 @dataclass(frozen=True)
 class TwoRuns:
-    """Settings and summaries of the `two_runs` fixture's pipeline runs."""
+    """Settings and records of the `two_runs` fixture's pipeline runs."""
 
-    settings: Settings
+    settings: Settings  # with the registry root and model name the runs were given
     config: PipelineConfig  # the second run's
-    first: RunSummary
-    second: RunSummary
+    first: RunRecord
+    second: RunRecord
+
+    @property
+    def registry_flags(self) -> list[str]:
+        return ["--model", self.settings.model_name, "--registry-root", self.settings.registry_root]
 
 
 @pytest.fixture(scope="session")
 def two_runs(bq_settings, tmp_path_factory) -> TwoRuns:
-    """Two quick-profile runs in their own dataset and state dir: the first pushes v1; the second,
+    """Two quick-profile runs through the `mlpipe run` command, in their own dataset and state dir,
+    pushing to model `digits` in a registry outside the state dir: the first pushes v1; the second,
     trained with fewer steps per iteration and a regression tolerance of 1.0, is evaluated against v1
     as its baseline, blessed and pushed as v2."""
     from mlpipe.bigquery.load import load_mnist_tables
-    from mlpipe.pipeline_run import run_local
+    from mlpipe.cli import main
+    from mlpipe.metadata.graph import MetadataGraph
+    from mlpipe.metadata.runs import list_runs
 
-    settings = bq_settings.replace(dataset="mnist_lineage", state_dir=tmp_path_factory.mktemp("lineage-state"))
+    registry_root = tmp_path_factory.mktemp("lineage-registry")
+    settings = bq_settings.replace(dataset="mnist_lineage", state_dir=tmp_path_factory.mktemp("lineage-state"),
+                                   model_name=LINEAGE_MODEL, registry_root=str(registry_root))
     load_mnist_tables(settings, limit=QUICK_ROWS)
-    first = run_local(quick_config(settings))
+    run = ["run", "--profile", "quick", "--state-dir", str(settings.state_dir), "--dataset", settings.dataset,
+           "--bq-port", str(settings.bq_port), "--bq-grpc-port", str(settings.bq_grpc_port),
+           "--model", LINEAGE_MODEL, "--registry-root", str(registry_root)]
+    assert main(run) == 0
+    assert main([*run, "--steps-per-iteration", "120", "--regression-tolerance", "1"]) == 0
     base = quick_config(settings, regression_tolerance=1.0)
     search = base.training.search.replace(max_iteration_steps=120)
     second_cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, search=search))
-    second = run_local(second_cfg)
+    first, second = list_runs(MetadataGraph.open(settings.metadata_path, settings.pipeline_name))
     return TwoRuns(settings, second_cfg, first, second)

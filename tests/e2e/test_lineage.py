@@ -17,10 +17,10 @@ from ml_metadata.proto import metadata_store_pb2
 
 from mlpipe.bigquery.client import query_rows
 from mlpipe.cli import main
-from mlpipe.lineage import render, report, runs
-from mlpipe.lineage.graph import MetadataGraph
-from mlpipe.registry import Registry
-from mlpipe.run_summary import open_store
+from mlpipe.lineage import render, report
+from mlpipe.metadata import runs
+from mlpipe.metadata.graph import MetadataGraph, open_store
+from mlpipe.registry import Registry, registry_for
 from pipeline.queries import SPLIT_TABLES
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,7 @@ def graph(two_runs) -> MetadataGraph:
 
 @pytest.fixture(scope="module")
 def registry(two_runs) -> Registry:
-    return Registry.from_settings(two_runs.settings)
+    return registry_for(two_runs.settings)
 
 
 @pytest.fixture(scope="module")
@@ -191,11 +191,12 @@ def test_json_matches_the_documented_schema(v2, graph, registry):
 
 
 def test_cli_tree_json_dot_and_png(two_runs, v2, capsys, tmp_path):
-    flags = ["--state-dir", str(two_runs.settings.state_dir), "--dataset", two_runs.settings.dataset]
+    flags = ["--state-dir", str(two_runs.settings.state_dir), "--dataset", two_runs.settings.dataset,
+             *two_runs.registry_flags]
     assert main(["lineage", *flags]) == 0
     tree = capsys.readouterr().out
     baseline_id = v2.evaluation.baseline.model.artifact_id
-    assert tree.startswith(f"mnist v2 (default): Model #{v2.model.artifact_id}")
+    assert tree.startswith(f"digits v2 (default): Model #{v2.model.artifact_id}")
     assert f"baseline: Model #{baseline_id} = registry v1" in tree
     order = [tree.index(f"└─ {c}  (") for c in ("Pusher", "Evaluator", "Trainer", "Transform", "ExampleValidator",
                                                  "StatisticsGen", "LocalBigQueryExampleGen")]
@@ -208,11 +209,19 @@ def test_cli_tree_json_dot_and_png(two_runs, v2, capsys, tmp_path):
 
     assert main(["lineage", "--format", "dot", *flags]) == 0
     dot = capsys.readouterr().out
-    assert dot.startswith("digraph lineage {") and "baseline_model" in dot and "mnist v1" in dot
+    assert dot.startswith("digraph lineage {") and "baseline_model" in dot and "digits v1" in dot
 
     png = tmp_path / "lineage.png"
     assert main(["lineage", "--format", "png", "-o", str(png), *flags]) == 0
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_runs_push_to_the_model_and_registry_they_are_given(two_runs, registry):
+    assert registry.model == "digits" and not registry.location.startswith(str(two_runs.settings.state_dir))
+    assert [v.name for v in registry.list_versions()] == ["v1", "v2"]
+    assert [r.pushed_destination for r in (two_runs.first, two_runs.second)] == [
+        v.saved_model_uri for v in registry.list_versions()]
+    assert not (two_runs.settings.state_dir / "registry").exists()  # nothing went to the default registry
 
 
 def test_runs_list_and_show(graph, store, two_runs, capsys):
@@ -251,7 +260,8 @@ def test_models_trained_from_a_table(graph, registry, two_runs, capsys):
         assert model.run_id == meta.pipeline_run_id
         assert model.blessed is True and model.splits == ("train",)
         assert model.accuracy == pytest.approx(meta.test_accuracy)
-    assert main(["lineage", "--table", "mnist_lineage.valid", "--state-dir", str(two_runs.settings.state_dir)]) == 0
+    assert main(["lineage", "--table", "mnist_lineage.valid", "--state-dir", str(two_runs.settings.state_dir),
+                 *two_runs.registry_flags]) == 0
     out = capsys.readouterr().out
     assert f"models trained from {two_runs.settings.table_id('valid')}" in out and " v2 " in out
     nothing = report.models_from_table(graph, registry, two_runs.settings.table_id("predictions"))
@@ -285,7 +295,8 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(two_runs, tmp_path, capsys, ar
     (tmp_path / "empty.sqlite").write_bytes(b"")
     _other_pipeline_store(two_runs.config.metadata_path, tmp_path / "other.sqlite")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    assert main([*argv, "--state-dir", str(two_runs.settings.state_dir)]) != 0
+    registry = two_runs.registry_flags if argv[0] == "lineage" else []
+    assert main([*argv, "--state-dir", str(two_runs.settings.state_dir), *registry]) != 0
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()

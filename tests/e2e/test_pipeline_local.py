@@ -20,12 +20,12 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
+from mlpipe import contract
 from mlpipe.bigquery.load import ARROW_SCHEMA, load_table
 from mlpipe.bigquery.read import read_table_numpy
 from mlpipe.errors import ServiceUnavailable
-from mlpipe.pipeline_run import PipelineFailed, run_local
-from mlpipe.run_summary import node_id, open_store
-from models import features
+from mlpipe.metadata.graph import node_id, open_store
+from pipeline.local_run import PipelineFailed, run_local
 from tests.e2e.conftest import quick_config
 
 pytestmark = pytest.mark.e2e
@@ -45,9 +45,9 @@ def with_search(cfg, **changes):
 
 
 def pushed_models(cfg) -> list:
-    from mlpipe.registry import Registry
+    from mlpipe.registry import registry_for
 
-    registry = Registry(cfg.settings.registry_location, model=cfg.model_name)
+    registry = registry_for(cfg.settings)
     return [str(v.saved_model_dir) for v in registry.list_versions()] if registry.exists() else []
 
 
@@ -64,7 +64,7 @@ def test_first_run_executes_every_component_and_pushes(pipeline_state):
     assert summary.baseline_accuracy is None  # first run: the floor alone decides
     assert summary.blessed is True
     pushed = pushed_models(cfg)
-    assert len(pushed) == 1 and summary.pushed_to == pushed[0]
+    assert len(pushed) == 1 and summary.pushed_destination == pushed[0]
     # The search report and its plots travel with the version; the test section matches TFMA.
     report_dir = Path(pushed[0]) / "assets.extra" / "search"
     report = json.loads((report_dir / "search_report.json").read_text())
@@ -81,13 +81,13 @@ def test_pushed_model_on_raw_pixels_reproduces_evaluator_accuracy(pipeline_state
     cfg = quick_config(pipeline_state)
     _, labels, images = read_table_numpy(pipeline_state, "test")
     n = cfg.row_limits["test"]
-    model = tf.saved_model.load(first.pushed_to)
-    out = model.signatures[features.SERVING_SIGNATURE](image=tf.constant(images[:n], tf.float32))
+    model = tf.saved_model.load(first.pushed_destination)
+    out = model.signatures[contract.SERVING_SIGNATURE](image=tf.constant(images[:n], tf.float32))
     predicted = out["class_ids"].numpy().reshape(-1)
     accuracy = float(np.mean(predicted == labels[:n]))
     assert accuracy == pytest.approx(first.accuracy, abs=1e-6)
     # 28×28 pixels as ints give the same answer: normalization lives in the model.
-    again = model.signatures[features.SERVING_SIGNATURE](image=tf.constant(images[:5].astype(np.float32)))
+    again = model.signatures[contract.SERVING_SIGNATURE](image=tf.constant(images[:5].astype(np.float32)))
     assert np.array_equal(again["class_ids"].numpy().reshape(-1), predicted[:5])
 
 
@@ -101,7 +101,7 @@ def test_weaker_model_is_compared_with_baseline_and_not_pushed(pipeline_state):
     assert states["Trainer"] == "complete" and states["Evaluator"] == "complete"
     assert summary.baseline_accuracy == pytest.approx(first.accuracy)
     assert summary.accuracy < first.accuracy
-    assert summary.blessed is False and summary.pushed_to is None
+    assert summary.blessed is False and summary.pushed_destination is None
     assert len(pushed_models(weak)) == 1
 
 
@@ -164,18 +164,18 @@ def test_run_killed_mid_training_resumes_from_cache(pipeline_state):
         assert states[reused] == "cached", states
     assert states["Trainer"] == "complete" and summary.blessed is True
     pushed = pushed_models(cfg)
-    assert len(pushed) == 2 and summary.pushed_to == pushed[1]
+    assert len(pushed) == 2 and summary.pushed_destination == pushed[1]
     registry_dir = Path(cfg.settings.registry_location) / cfg.model_name
     assert sorted(p.name for p in (registry_dir / "versions").iterdir()) == ["v1", "v2"]
     RESULTS["second"] = summary
 
 
 def test_baseline_follows_the_registry_default_after_rollback(pipeline_state):
-    from mlpipe.registry import Registry
+    from mlpipe.registry import registry_for
 
     first = RESULTS["first"]
     cfg = quick_config(pipeline_state)
-    registry = Registry(cfg.settings.registry_location, model=cfg.model_name)
+    registry = registry_for(cfg.settings)
     assert registry.resolve().name == "v2"
     registry.set_default("v1")  # roll back
     rerun = dataclasses.replace(with_search(cfg, seed=7), promote=False, regression_tolerance=1.0)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mlpipe.config import REPO_ROOT
-from mlpipe.registry import Registry
+from mlpipe.registry import Registry, open_registry
 from mlpipe.registry.storage import LocalStorage
 
 
@@ -37,7 +37,7 @@ def _assert_consistent(reg: Registry) -> list[str]:
 
 
 def test_failed_copy_leaves_no_version(tmp_path, fake_models):
-    reg = Registry(tmp_path / "r")
+    reg = open_registry(tmp_path / "r", "mnist")
     reg.push(fake_models[0])
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -51,7 +51,7 @@ def test_failed_copy_leaves_no_version(tmp_path, fake_models):
 
 
 def test_failed_state_write_rolls_the_version_back(tmp_path, fake_models, monkeypatch):
-    reg = Registry(tmp_path / "r")
+    reg = open_registry(tmp_path / "r", "mnist")
     reg.push(fake_models[0])
     original = LocalStorage.write_json
 
@@ -70,7 +70,7 @@ def test_failed_state_write_rolls_the_version_back(tmp_path, fake_models, monkey
 def test_writer_killed_midway_leaves_nothing_visible(tmp_path, fake_models):
     """A pusher SIGKILLed after copying, while waiting for the lock: its staging copy stays
     invisible and the next writer removes it."""
-    reg = Registry(tmp_path / "r")
+    reg = open_registry(tmp_path / "r", "mnist")
     reg.push(fake_models[0])
     staging = reg.storage.root / "mnist" / ".staging"
     with reg.storage.lock():
@@ -88,7 +88,7 @@ def test_writer_killed_midway_leaves_nothing_visible(tmp_path, fake_models):
 
 
 def test_four_processes_pushing_and_switching_at_once(tmp_path, fake_models):
-    reg = Registry(tmp_path / "r")
+    reg = open_registry(tmp_path / "r", "mnist")
     rounds = 5
     procs = [_worker("churn", str(reg.storage.root), str(fake_models[i % 2]), str(rounds), str(i))
              for i in range(4)]

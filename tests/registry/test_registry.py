@@ -13,8 +13,8 @@ from mlpipe.errors import (
     RegistryConflictError,
     UsageError,
 )
-from mlpipe.registry import PushMetadata, Registry
-from mlpipe.registry.contract import check_contract
+from mlpipe.registry import PushMetadata, open_registry
+from mlpipe.registry.signature_check import check_contract
 from tests.contract_models import wrong_signature_model
 
 META = {
@@ -32,7 +32,7 @@ META = {
 
 @pytest.fixture
 def reg(tmp_path):
-    return Registry(tmp_path / "registry", "mnist")
+    return open_registry(tmp_path / "registry", "mnist")
 
 
 def test_first_push_is_default_and_later_pushes_promote(reg, fake_models):
@@ -124,8 +124,8 @@ BAD_NAMES = ["../etc", "..", "%2e%2e", "a/b", "a\\b", "a.b", "", "1abc", "_x", "
 def test_bad_names_are_refused_everywhere(tmp_path, fake_models, name):
     root = tmp_path / "registry"
     with pytest.raises(InvalidNameError, match="invalid model name"):
-        Registry(root, name)
-    reg = Registry(root, "mnist")
+        open_registry(root, name)
+    reg = open_registry(root, "mnist")
     reg.push(fake_models[0])
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     for call in (lambda: reg.get(name), lambda: reg.resolve(version=name), lambda: reg.set_default(name),
@@ -190,7 +190,7 @@ def test_state_file_is_plain_json(reg, fake_models):
 
 
 def test_models_are_separate(tmp_path, fake_models):
-    a = Registry(tmp_path / "r", "mnist")
+    a = open_registry(tmp_path / "r", "mnist")
     b = a.for_model("fashion")
     a.push(fake_models[0])
     b.push(fake_models[1])
@@ -202,4 +202,4 @@ def test_models_are_separate(tmp_path, fake_models):
 
 def test_cloud_uri_is_refused_clearly(tmp_path):
     with pytest.raises(UsageError, match="only local directories"):
-        Registry("s3://bucket/registry")
+        open_registry("s3://bucket/registry", "mnist")

@@ -12,7 +12,7 @@ import random
 import sys
 
 from mlpipe.errors import NotFoundError, RegistryConflictError
-from mlpipe.registry import Registry
+from mlpipe.registry import Registry, open_registry
 
 
 def churn(reg: Registry, saved_model: str, rounds: int, seed: int) -> dict[str, list[str]]:
@@ -38,7 +38,7 @@ def churn(reg: Registry, saved_model: str, rounds: int, seed: int) -> dict[str, 
 
 def main(argv: list[str]) -> int:
     action, root, saved_model = argv[:3]
-    reg = Registry(root, "mnist")
+    reg = open_registry(root, "mnist")
     if action == "push":
         print(reg.push(saved_model).name)
     else:

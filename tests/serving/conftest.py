@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlpipe.registry import Registry
+from mlpipe.registry import Registry, registry_for
 from tests.conftest import make_settings
 from tests.contract_models import fake_models  # noqa: F401  (a fixture)
 from tests.serving.server import start_server
@@ -31,7 +31,7 @@ def served(tmp_path_factory, request):
     # Start the server first: its start-up overlaps with building the models in this process.
     server = start_server(settings, state)
     try:
-        populate(Registry.from_settings(settings), request.getfixturevalue("fake_models"))
+        populate(registry_for(settings), request.getfixturevalue("fake_models"))
         # The first prediction imports TensorFlow and loads v1; do it once here, not inside a test.
         status, _, _ = server.request("POST", "/v1/projects/local-project/models/mnist:predict",
                                       {"instances": [[0] * 784]}, timeout=120)

@@ -138,9 +138,9 @@ def test_default_switch_by_another_process_needs_no_restart(served, mnist_images
 
 
 def test_set_default_and_delete_over_http(served, fake_models):
-    from mlpipe.registry import Registry
+    from mlpipe.registry import registry_for
 
-    reg = Registry.from_settings(served.settings)
+    reg = registry_for(served.settings)
     v3 = reg.push(fake_models[0], promote=False).name
     status, doc, _ = served.request("POST", f"{ML}/mnist/versions/{v3}:setDefault", {})
     assert status == 200 and doc["isDefault"] is True and reg.default_version() == v3
@@ -165,9 +165,9 @@ def test_request_id_is_echoed(served):
 
 def test_a_broken_registered_model_is_a_503_with_a_reason(served, fake_models):
     """Only a server-side fault (a corrupt SavedModel in the registry) may answer 5xx."""
-    from mlpipe.registry import Registry
+    from mlpipe.registry import registry_for
 
-    reg = Registry.from_settings(served.settings)
+    reg = registry_for(served.settings)
     broken = reg.push(fake_models[0], promote=False)
     (broken.saved_model_dir / "saved_model.pb").write_bytes(b"corrupted on disk")
     try:

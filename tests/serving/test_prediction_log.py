@@ -8,7 +8,7 @@ import pytest
 
 from mlpipe.bigquery.client import query_rows
 from mlpipe.errors import NotFoundError
-from mlpipe.registry import Registry
+from mlpipe.registry import registry_for
 from mlpipe.serving.prediction_log import PredictionLogger
 from tests.conftest import make_settings
 from tests.serving.conftest import populate
@@ -41,7 +41,7 @@ def test_dead_bigquery_never_fails_predictions(served, mnist_images):
 def logging_server(bq_settings, tmp_path_factory, fake_models):
     state = tmp_path_factory.mktemp("logging-state")
     settings = bq_settings.replace(state_dir=state, log_predictions=True)
-    populate(Registry.from_settings(settings), fake_models)
+    populate(registry_for(settings), fake_models)
     server = start_server(settings, state)
     yield server
     server.stop()

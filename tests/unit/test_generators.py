@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from models.adanet_compat import adanet
-from models.generators import SearchSpace, _random_shift, build_estimator, build_generator
+from models.generators import _random_shift, build_estimator, build_generator
+from models.hparams import SearchSpace
 
 BATCH = 8
 

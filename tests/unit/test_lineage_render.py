@@ -13,10 +13,13 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from mlpipe.contract import TRAINING_SUMMARY_FILE
 from mlpipe.errors import EnvironmentSetupError, NotFoundError, UsageError
-from mlpipe.lineage import payloads, render, report, runs
-from mlpipe.lineage.graph import Execution, LineageGraph, MetadataGraph, MetadataStoreError
-from mlpipe.lineage.payloads import ACCURACY, Anomaly, ValidationFailure
+from mlpipe.lineage import render, report
+from mlpipe.lineage.graph import LineageGraph
+from mlpipe.metadata import payloads, runs
+from mlpipe.metadata.graph import Execution, MetadataGraph, MetadataStoreError
+from mlpipe.metadata.payloads import ACCURACY, Anomaly, ValidationFailure
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "lineage.schema.json"
 RUN1, RUN2 = "2026-01-01T10:00:00.000001", "2026-01-01T11:00:00.000002"
@@ -361,7 +364,7 @@ def test_training_summary_and_final_ensemble(tmp_path):
     summary = {"train_seconds": 21.3, "eval": {
         "architecture/adanet/ensembles": "\nD\n\u0013architecture/adanetB#\b\u0007\u0012\u0000B\u001d"
                                          "| 2_layer_dnn | 3_layer_dnn |J\b\n\u0006\n\u0004text"}}
-    (tmp_path / payloads.TRAINING_SUMMARY).write_text(json.dumps(summary))
+    (tmp_path / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary))
     read = payloads.training_summary(str(tmp_path))
     assert read["train_seconds"] == 21.3
     assert payloads.final_ensemble(read) == ["2_layer_dnn", "3_layer_dnn"]

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mlpipe.contract import ACCURACY_PLOT_FILE, CANDIDATE_EVALS_FILE, CONFUSION_PLOT_FILE, SEARCH_REPORT_FILE
 from mlpipe.data.mnist_source import load_mnist
-from models.generators import CANDIDATE_EVALS_FILE, SearchSpace, build_estimator
+from models.generators import build_estimator
+from models.hparams import SearchSpace
 from models.search_report import (
-    ACCURACY_PLOT,
-    CONFUSION_PLOT,
-    REPORT_FILE,
     REPORT_KEYS,
     build_search_report,
     confusion_matrix,
@@ -138,12 +137,12 @@ def test_write_report_writes_json_and_png_plots(searched, tmp_path):
     report = build_search_report(searched["model_dir"], searched["space"])
     paths = write_report(report, str(tmp_path / "out"), y_true=searched["y_true"], y_pred=searched["y_pred"])
     assert set(paths) == {"report", "accuracy_plot", "confusion_plot"}
-    assert paths["report"].endswith(REPORT_FILE)
+    assert paths["report"].endswith(SEARCH_REPORT_FILE)
     with open(paths["report"]) as f:
         written = json.load(f)
     assert set(written) == set(REPORT_KEYS)
     assert written["test"]["confusion_matrix"] == confusion_matrix(searched["y_true"], searched["y_pred"]).tolist()
-    for key, name in (("accuracy_plot", ACCURACY_PLOT), ("confusion_plot", CONFUSION_PLOT)):
+    for key, name in (("accuracy_plot", ACCURACY_PLOT_FILE), ("confusion_plot", CONFUSION_PLOT_FILE)):
         assert paths[key].endswith(name)
         with open(paths[key], "rb") as f:
             content = f.read()
@@ -153,7 +152,7 @@ def test_write_report_writes_json_and_png_plots(searched, tmp_path):
 def test_write_report_without_test_data_skips_the_confusion_plot(searched, tmp_path):
     paths = write_report(build_search_report(searched["model_dir"]), str(tmp_path))
     assert set(paths) == {"report", "accuracy_plot"}
-    assert not (tmp_path / CONFUSION_PLOT).exists()
+    assert not (tmp_path / CONFUSION_PLOT_FILE).exists()
 
 
 def test_confusion_matrix_counts_true_by_predicted():

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpipe.errors import NotFoundError, UsageError
-from mlpipe.lineage import payloads
-from mlpipe.lineage.graph import Execution, MetadataGraph, iso_time
-from mlpipe.lineage.payloads import ACCURACY
+from mlpipe.metadata import payloads
+from mlpipe.metadata.graph import Execution, MetadataGraph, iso_time
+from mlpipe.metadata.payloads import ACCURACY
 
 UNFINISHED = ("running", "new", "unknown")
 
@@ -49,6 +49,7 @@ class RunRecord:
     accuracy: float | None
     baseline_accuracy: float | None
     components: tuple[ComponentRun, ...]
+    pushed_destination: str | None = None  # where the Pusher put the model (registry version dir)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,7 +82,7 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
     components = tuple(_component(graph, e) for e in executions)
     started = min(e.started_ms for e in executions) if executions else 0
     ended = max(e.updated_ms for e in executions) if executions else 0
-    model_id = accuracy = baseline_accuracy = blessed = pushed_version = None
+    model_id = accuracy = baseline_accuracy = blessed = pushed_version = pushed_destination = None
     failures: list[payloads.ValidationFailure] = []
     metrics: dict[str, dict[str, float]] = {}
     for e in executions:
@@ -95,6 +96,7 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
                 failures = payloads.validation_failures(a.uri)
             elif a.type == "PushedModel" and a.prop("pushed"):
                 pushed_version = str(a.prop("pushed_version") or a.prop("pushed_destination") or "")
+                pushed_destination = str(a.prop("pushed_destination") or "") or None
     accuracy = metrics.get("candidate", {}).get(ACCURACY)
     baseline_accuracy = metrics.get("baseline", {}).get(ACCURACY)
     status, what = outcome(executions, pushed_version, blessed, failures, metrics)
@@ -110,6 +112,7 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
         accuracy=accuracy,
         baseline_accuracy=baseline_accuracy,
         components=components,
+        pushed_destination=pushed_destination,
     )
 
 

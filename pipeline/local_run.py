@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 
 from mlpipe.bigquery.client import bq_client
 from mlpipe.bigquery.service import ensure_running
 from mlpipe.errors import MlpipeError, NotFoundError
-from mlpipe.run_summary import RunSummary, summarize_run
+from mlpipe.metadata.graph import MetadataGraph
+from mlpipe.metadata.runs import RunRecord, run_record
+from pipeline.configs import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ class PipelineFailed(MlpipeError):
     """A component failed; the message says which and why in one line."""
 
 
-def source_fingerprint(cfg) -> str:
+def source_fingerprint(cfg: PipelineConfig) -> str:
     """Last-modified times of the source tables: a reload invalidates the cached ExampleGen."""
     from google.api_core import exceptions as gexc
 
@@ -36,7 +39,7 @@ def source_fingerprint(cfg) -> str:
     return ";".join(parts)
 
 
-def run_local(cfg) -> RunSummary:
+def run_local(cfg: PipelineConfig) -> RunRecord:
     """Run `create_pipeline(cfg)` with LocalDagRunner and MLMD SQLite under the state dir."""
     import dataclasses
 
@@ -58,27 +61,41 @@ def run_local(cfg) -> RunSummary:
         raise PipelineFailed(_one_line(e)) from e
     finally:
         log.info("pipeline finished in %.1fs", time.perf_counter() - started)
-    return summarize_run(str(cfg.metadata_path), cfg.pipeline_name)
+    graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
+    return run_record(graph, graph.run_ids()[-1])
+
+
+_COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
 
 
 class _ComponentProgress(logging.Handler):
-    """Advances a progress bar on LocalDagRunner's "Component X is running/finished." log lines."""
+    """Advances a progress bar on LocalDagRunner's "Component X is running/finished." log lines
+    (matched on the formatted message: absl hands some of them over already formatted)."""
 
     def __init__(self, bar) -> None:
         super().__init__(logging.INFO)
         self.bar = bar
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "Component %s is running." and record.args:
-            self.bar.set_postfix_str(str(record.args[0]))
-        elif record.msg == "Component %s is finished." and record.args:
+        try:
+            m = _COMPONENT_EVENT.fullmatch(record.getMessage())
+        except Exception:  # a record whose arguments do not fit its format: not ours
+            return
+        if m and m.group(2) == "running":
+            self.bar.set_postfix_str(m.group(1))
+        elif m:
             self.bar.update(1)
 
 
 @contextlib.contextmanager
 def component_progress(total: int):
+    from absl import logging as absl_logging
     from tqdm import tqdm
 
+    # The runner announces components through absl at INFO. A component that parses absl's flags
+    # (Transform does) would reset absl's verbosity to its WARNING default and silence them; setting
+    # the verbosity flag itself survives that parse. The CLI's handlers still show only warnings.
+    absl_logging.set_verbosity(absl_logging.INFO)
     # On the root logger: components may reconfigure the `absl` logger while they run.
     root = logging.getLogger()
     with tqdm(total=total, desc="pipeline", unit="component") as bar:

@@ -19,14 +19,13 @@ from typing import Any
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-from mlpipe.run_summary import overall_metrics
+from mlpipe.contract import NUM_CLASSES, TRAINING_SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
 ACCURACY = "sparse_categorical_accuracy"  # TFMA's name for the Evaluator's accuracy metric
 STATS_FILE = "FeatureStats.pb"
 ANOMALIES_FILE = "SchemaDiff.pb"
-TRAINING_SUMMARY = "training_summary.json"
 # AdaNet reports the final ensemble only as a serialized text summary, "| 2_layer_dnn | 3_layer_dnn |".
 _ENSEMBLE_RE = re.compile(r"\|((?: [^|\x00-\x1f]+ \|)+)")
 
@@ -91,7 +90,7 @@ def _read(path: str) -> bytes:
 
 def training_summary(model_run_uri: str) -> dict:
     """`training_summary.json`, written by `models.model.run_fn` into the Trainer's model_run dir."""
-    path = os.path.join(model_run_uri, TRAINING_SUMMARY)
+    path = os.path.join(model_run_uri, TRAINING_SUMMARY_FILE)
     try:
         with open(path) as fh:
             data = json.load(fh)
@@ -192,3 +191,52 @@ def _slice_value(key) -> str:
     which = key.WhichOneof("kind")
     value = getattr(key, which) if which else ""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def evaluation_accuracy(evaluation_uri: str) -> dict[str, float]:
+    """Overall-slice accuracy of the candidate and (if there was one) the baseline model."""
+    return {
+        role: metrics["sparse_categorical_accuracy"]
+        for role, metrics in overall_metrics(evaluation_uri).items()
+        if "sparse_categorical_accuracy" in metrics
+    }
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Overall-slice scalar metrics (name → value) of the "candidate" and the "baseline" model;
+    the candidate-minus-baseline diffs are left out."""
+    import tensorflow_model_analysis as tfma
+
+    found: dict[str, dict[str, float]] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        if metrics.slice_key.single_slice_keys:
+            continue
+        for kv in metrics.metric_keys_and_values:
+            key = kv.key
+            if key.is_diff or not kv.value.HasField("double_value"):
+                continue
+            role = "baseline" if key.model_name == "baseline" else "candidate"
+            found.setdefault(role, {})[key.name] = kv.value.double_value.value
+    return found
+
+
+def test_confusion_matrix(evaluation_uri: str, n_classes: int = NUM_CLASSES):
+    """Overall-slice confusion matrix (rows: true class, columns: predicted) of the candidate model,
+    from TFMA's MultiClassConfusionMatrixPlot; None when the evaluation has no such plot."""
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+
+    for plots in tfma.load_plots(evaluation_uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if kv.key.name != "multi_class_confusion_matrix_plot" or kv.key.model_name == "baseline":
+                continue
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+            for entry in matrices[0].entries:  # threshold 0: the arg-max class
+                counts[entry.actual_class_id, entry.predicted_class_id] += int(round(entry.num_weighted_examples))
+            return counts
+    return None

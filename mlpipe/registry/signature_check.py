@@ -1,4 +1,4 @@
-"""The serving contract every registered SavedModel fulfils, checked without importing TensorFlow.
+"""Checks that a SavedModel fulfils the serving contract (mlpipe.contract), without TensorFlow.
 
 Signature `serving_default`: input `image` float32 [None, 784] of raw 0–255 pixels (the model
 normalizes); outputs `class_ids` int64 [None, 1], `probabilities` and `logits` float32 [None, 10].
@@ -14,18 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlpipe.contract import IMAGE_KEY, IMAGE_PIXELS, NUM_CLASSES, OUTPUTS, SERVING_SIGNATURE
 from mlpipe.errors import InvalidModelError
-
-SIGNATURE = "serving_default"
-INPUT = "image"
-PIXELS = 784
-CLASSES = 10
-# output name → (dtype, last dimension)
-OUTPUTS: dict[str, tuple[str, int]] = {
-    "class_ids": ("DT_INT64", 1),
-    "probabilities": ("DT_FLOAT", CLASSES),
-    "logits": ("DT_FLOAT", CLASSES),
-}
 
 
 def read_signatures(saved_model_dir: Path) -> dict[str, Any]:
@@ -57,14 +47,14 @@ def read_signatures(saved_model_dir: Path) -> dict[str, Any]:
 def check_contract(saved_model_dir: Path) -> dict[str, Any]:
     """Raise InvalidModelError unless the SavedModel fulfils the contract; returns its signatures."""
     sigs = read_signatures(saved_model_dir)
-    where = f"{saved_model_dir}: signature {SIGNATURE!r}"
-    if SIGNATURE not in sigs:
-        raise InvalidModelError(f"{saved_model_dir} has no {SIGNATURE!r} signature (has {sorted(sigs)})")
-    sig = sigs[SIGNATURE]
+    where = f"{saved_model_dir}: signature {SERVING_SIGNATURE!r}"
+    if SERVING_SIGNATURE not in sigs:
+        raise InvalidModelError(f"{saved_model_dir} has no {SERVING_SIGNATURE!r} signature (has {sorted(sigs)})")
+    sig = sigs[SERVING_SIGNATURE]
     inputs = sig.get("inputs", {})
-    if set(inputs) != {INPUT}:
-        raise InvalidModelError(f"{where} must take exactly one input {INPUT!r}, takes {sorted(inputs)}")
-    _expect(where, INPUT, inputs[INPUT], "DT_FLOAT", PIXELS)
+    if set(inputs) != {IMAGE_KEY}:
+        raise InvalidModelError(f"{where} must take exactly one input {IMAGE_KEY!r}, takes {sorted(inputs)}")
+    _expect(where, IMAGE_KEY, inputs[IMAGE_KEY], "DT_FLOAT", IMAGE_PIXELS)
     outputs = sig.get("outputs", {})
     for name, (dtype, last) in OUTPUTS.items():
         if name not in outputs:
@@ -132,10 +122,10 @@ def build_contract_model(path: Path, seed: int = 0) -> Path:
     class Dense(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.w = tf.Variable(rng.normal(0, 0.05, (PIXELS, CLASSES)).astype("float32"))
-            self.b = tf.Variable(rng.normal(0, 0.1, (CLASSES,)).astype("float32"))
+            self.w = tf.Variable(rng.normal(0, 0.05, (IMAGE_PIXELS, NUM_CLASSES)).astype("float32"))
+            self.b = tf.Variable(rng.normal(0, 0.1, (NUM_CLASSES,)).astype("float32"))
 
-        @tf.function(input_signature=[tf.TensorSpec([None, PIXELS], tf.float32, name=INPUT)])
+        @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_PIXELS], tf.float32, name=IMAGE_KEY)])
         def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
             logits = tf.matmul(image / 255.0, self.w) + self.b
             return {
@@ -145,5 +135,5 @@ def build_contract_model(path: Path, seed: int = 0) -> Path:
             }
 
     module = Dense()
-    tf.saved_model.save(module, str(path), signatures={SIGNATURE: module.serve.get_concrete_function()})
+    tf.saved_model.save(module, str(path), signatures={SERVING_SIGNATURE: module.serve.get_concrete_function()})
     return Path(path)

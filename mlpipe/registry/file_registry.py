@@ -1,6 +1,7 @@
-"""Versioned model registry: versions `v1, v2, …`, one default, named aliases; AI Platform semantics.
+"""The registry as files: versions `v1, v2, …`, one default, named aliases; AI Platform semantics.
 
-Layout under the root (see storage.py for how each change is made atomic):
+`FileRegistry` implements the `Registry` seam (api.py) on a `Storage` (a local directory, or a bucket
+read through tf.io.gfile). Layout under the root (see storage.py for how each change is made atomic):
     .lock                                   writers' flock
     MODEL/state.json                        {"default": "v2", "aliases": {...}, "next_number": 3}
     MODEL/versions/vN/version.json          name, created time, signatures, PushMetadata
@@ -19,32 +20,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlpipe.config import Settings
 from mlpipe.errors import NotFoundError, RegistryConflictError, UsageError
-from mlpipe.registry.contract import check_contract
+from mlpipe.registry.api import VersionInfo
 from mlpipe.registry.metadata import PushMetadata
 from mlpipe.registry.names import validate_name, version_name, version_number
-from mlpipe.registry.storage import LocalStorage
+from mlpipe.registry.signature_check import check_contract
+from mlpipe.registry.storage import Storage
 
 log = logging.getLogger(__name__)
 
 SAVED_MODEL = "saved_model"
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    model: str
-    name: str
-    created_time: str  # RFC 3339, UTC
-    saved_model_dir: Path
-    metadata: PushMetadata
-    signatures: Mapping[str, Any]
-    is_default: bool = False
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def number(self) -> int | None:
-        return version_number(self.name)
 
 
 @dataclass
@@ -66,20 +51,20 @@ class _State:
         return tuple(sorted(a for a, v in self.aliases.items() if v == version))
 
 
-class Registry:
-    """The versions of one model in a registry root (`Registry(root, model="mnist")`)."""
+class FileRegistry:
+    """The versions of one model in a registry root; open one with `mlpipe.registry.open_registry`."""
 
-    def __init__(self, root: str | Path | LocalStorage, model: str = "mnist") -> None:
-        self.storage = root if isinstance(root, LocalStorage) else LocalStorage(root)
+    def __init__(self, storage: Storage, model: str) -> None:
+        self.storage = storage
         self.model = validate_name("model", model)
 
-    @classmethod
-    def from_settings(cls, settings: Settings, model: str | None = None) -> Registry:
-        return cls(settings.registry_location, model or settings.model_name)
+    @property
+    def location(self) -> str:
+        return str(self.storage.root)
 
-    def for_model(self, model: str) -> Registry:
+    def for_model(self, model: str) -> FileRegistry:
         """The same registry root, another model."""
-        return Registry(self.storage, model)
+        return FileRegistry(self.storage, model)
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -133,6 +118,10 @@ class Registry:
             raise NotFoundError(f"model {self.model!r} has no versions; push one first")
         return self.get(state.default)
 
+    def local_saved_model(self, info: VersionInfo) -> Path:
+        model, version = validate_name("model", info.model), validate_name("version", info.name)
+        return self.storage.local_path(f"{model}/versions/{version}/{SAVED_MODEL}")
+
     # ---- writing --------------------------------------------------------------------------------
 
     def push(
@@ -163,7 +152,7 @@ class Registry:
                     "signatures": signatures,
                     "metadata": meta.to_dict(),
                 }
-                self.storage.write_json(f"{self.model}/.staging/{staging.name}/version.json", record)
+                self.storage.write_json(f"{self.storage.staging_rel(staging, self.model)}/version.json", record)
                 self.storage.publish(staging, self._version_dir(name))
                 first = state.default is None or not self.storage.exists(self._version_dir(state.default))
                 new_state = _State(name if (promote or first) else state.default, state.aliases, number + 1)
@@ -262,7 +251,7 @@ class Registry:
             model=self.model,
             name=version,
             created_time=record.get("created_time", ""),
-            saved_model_dir=self.storage.path(f"{self._version_dir(version)}/{SAVED_MODEL}"),
+            saved_model_uri=self.storage.uri(f"{self._version_dir(version)}/{SAVED_MODEL}"),
             metadata=PushMetadata.from_dict(record.get("metadata", {})),
             signatures=record.get("signatures", {}),
             is_default=state.default == version,

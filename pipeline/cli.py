@@ -1,0 +1,143 @@
+"""`mlpipe run` (the pipeline on the local runner) and `mlpipe compile-vertex` (the same pipeline for
+Vertex AI Pipelines): their flags and handlers. Registered by `mlpipe/cli.py`; importing this module
+loads no TensorFlow, so `--help` and flag errors are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from mlpipe.config import Settings
+from mlpipe.display import display_path
+from mlpipe.errors import UsageError
+from mlpipe.registry.cli import add_registry_flags, registry_settings
+from pipeline.configs import PROFILES, PipelineConfig
+
+
+def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="full", choices=sorted(PROFILES),
+                   help="full: all rows, default training budget; quick: small slice, few steps")
+    p.add_argument("--no-cache", dest="enable_cache", action="store_false", default=None,
+                   help="re-run every component instead of reusing cached outputs")
+    p.add_argument("--no-promote", dest="promote", action="store_false", default=None,
+                   help="push a blessed model as a new version without making it the default")
+    p.add_argument("--steps-per-iteration", type=int, help="AdaNet max_iteration_steps")
+    p.add_argument("--iterations", type=int, help="AdaNet iterations")
+    p.add_argument("--accuracy-floor", type=float, help="test accuracy needed for blessing (0..1)")
+    p.add_argument("--regression-tolerance", type=float,
+                   help="how much lower than the baseline's accuracy is still blessed (default 0)")
+
+
+def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> PipelineConfig:
+    """The run's configuration: the profile, then the flags that override it."""
+    cfg = PipelineConfig.for_profile(
+        settings,
+        args.profile,
+        enable_cache=args.enable_cache,
+        accuracy_floor=args.accuracy_floor,
+        regression_tolerance=args.regression_tolerance,
+        promote=args.promote,
+    )
+    training = {}
+    if args.steps_per_iteration is not None:
+        training["max_iteration_steps"] = args.steps_per_iteration
+    if args.iterations is not None:
+        training["max_iterations"] = args.iterations
+    if training:
+        if any(v <= 0 for v in training.values()):
+            raise UsageError("--steps-per-iteration and --iterations must be positive")
+        search = cfg.training.search.replace(**training)
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
+    return cfg
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.lineage.render import run_summary_text
+    from pipeline.local_run import run_local
+
+    settings = registry_settings(args, settings)
+    record = run_local(pipeline_config_from(args, settings))
+    print(run_summary_text(record))
+    return 0
+
+
+# ---- Vertex AI ------------------------------------------------------------------------------------
+
+CLOUD_FIELDS = ("region", "gcs_root", "image", "dataflow_temp_location", "dataflow_max_workers",
+                "push_target", "service_account", "model_name")
+
+
+def add_cloud_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Google Cloud (defaults ← MLPIPE_* env vars ← these flags)")
+    g.add_argument("--region", help="region of Vertex AI, Dataflow and the model (MLPIPE_REGION, us-central1)")
+    g.add_argument("--gcs-root", dest="gcs_root",
+                   help="gs://BUCKET[/PREFIX] for the pipeline root and Dataflow files (MLPIPE_GCS_ROOT)")
+    g.add_argument("--image", help="the project's container image, built from the Dockerfile (MLPIPE_IMAGE)")
+    g.add_argument("--dataflow-temp-location", dest="dataflow_temp_location",
+                   help="Dataflow temp location (MLPIPE_DATAFLOW_TEMP_LOCATION, default GCS_ROOT/tmp)")
+    g.add_argument("--dataflow-max-workers", dest="dataflow_max_workers", type=int,
+                   help="upper bound of Dataflow workers per job (MLPIPE_DATAFLOW_MAX_WORKERS, 4)")
+    g.add_argument("--push-target", dest="push_target", choices=["ai_platform", "vertex"],
+                   help="AI Platform Prediction model or Vertex AI endpoint (MLPIPE_PUSH_TARGET, ai_platform)")
+    g.add_argument("--service-account", dest="service_account",
+                   help="service account of the pipeline job and Dataflow workers (MLPIPE_SERVICE_ACCOUNT)")
+    g.add_argument("--model", dest="model_name",
+                   help="AI Platform model / Vertex endpoint name (MLPIPE_MODEL, mnist)")
+
+
+def cloud_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    return settings.replace(**{name: getattr(args, name, None) for name in CLOUD_FIELDS})
+
+
+def _compile_vertex(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.cloud_config import CloudConfig
+
+    settings = cloud_settings(args, settings)
+    # Missing cloud settings are reported before the pipeline modules import TensorFlow and TFX.
+    CloudConfig.from_settings(settings)
+    from pipeline.vertex import compile_vertex
+
+    cfg = pipeline_config_from(args, settings).on_vertex()
+    output = Path(args.output) if args.output else settings.vertex_dir / f"{cfg.pipeline_name}.json"
+    compiled = compile_vertex(cfg, output)
+    print(f"compiled {len(compiled.tasks)} tasks ({compiled.size_bytes} bytes) to {display_path(compiled.path)}")
+    print(f"  pipeline root : {compiled.pipeline_root}")
+    print(f"  image         : {cfg.cloud.image}")
+    print(f"  push target   : {cfg.cloud.push_target} (model {cfg.cloud.model_name}, {cfg.cloud.region})")
+    if args.submit:
+        from pipeline.vertex import console_url, submit
+
+        name = submit(cfg.cloud, compiled.path, cfg.pipeline_name, cfg.enable_cache)
+        print(f"submitted {name}")
+        print(f"  {console_url(name)}")
+    return 0
+
+
+# ---- registration (called by mlpipe/cli.py) ---------------------------------------------------------
+
+def register_run(sub, add_settings_flags) -> None:
+    p = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)",
+                       description="BigQuery → StatisticsGen → SchemaGen → ExampleValidator → "
+                       "Transform → AdaNet Trainer → Evaluator (vs baseline) → Pusher.")
+    add_pipeline_flags(p)
+    add_registry_flags(p)
+    add_settings_flags(p)
+    p.set_defaults(handler=_run)
+
+
+def register_compile(sub, add_settings_flags) -> None:
+    p = sub.add_parser(
+        "compile-vertex", help="compile the pipeline for Vertex AI Pipelines (optionally submit it)",
+        description="Compile create_pipeline() with KubeflowV2DagRunner to a PipelineJob JSON: stock "
+        "BigQueryExampleGen on PROJECT.DATASET.*, Beam on Dataflow, every step in --image, the Pusher to "
+        "AI Platform Prediction or a Vertex AI endpoint. Compiling needs no network or account.",
+    )
+    p.add_argument("--output", help="where to write the JSON (default STATE_DIR/vertex/PIPELINE.json)")
+    p.add_argument("--submit", action="store_true",
+                   help="submit the compiled pipeline to Vertex AI Pipelines (needs credentials)")
+    add_pipeline_flags(p)
+    add_cloud_flags(p)
+    add_settings_flags(p)
+    p.set_defaults(handler=_compile_vertex)

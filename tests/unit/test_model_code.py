@@ -1,0 +1,176 @@
+"""The model code without the orchestrator, as the TFX templates test theirs: `preprocessing_fn` on a
+tiny batch, the input function over real Transform output, and `run_fn` end to end on 96 real MNIST
+rows, whose exported SavedModel must fulfil the serving contract through both signatures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from mlpipe import contract
+from mlpipe.data.mnist_source import load_mnist
+from mlpipe.registry.signature_check import check_contract
+from models import model, preprocessing
+from models.hparams import SearchSpace, TrainingConfig
+
+RAW_SPEC = {
+    contract.IMAGE_KEY: tf.io.FixedLenFeature([contract.IMAGE_PIXELS], tf.int64),
+    contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def test_preprocessing_scales_pixels_and_keeps_the_label():
+    image = np.zeros((2, contract.IMAGE_PIXELS), np.int64)
+    image[0, :3] = [0, 127, 255]
+    out = preprocessing.preprocessing_fn({
+        contract.IMAGE_KEY: tf.constant(image),
+        contract.LABEL_KEY: tf.constant([3, 9], tf.int64),
+        contract.ROW_KEY: tf.constant([0, 1], tf.int64),
+    })
+    assert set(out) == {contract.IMAGE_KEY, contract.LABEL_KEY}  # the row key is not a feature
+    pixels = out[contract.IMAGE_KEY].numpy()
+    assert pixels.dtype == np.float32 and pixels.shape == (2, contract.IMAGE_PIXELS)
+    assert pixels[0, :3].tolist() == pytest.approx([0.0, 127 / 255, 1.0])
+    assert out[contract.LABEL_KEY].numpy().tolist() == [3, 9]
+
+
+def test_preprocessing_serves_unlabelled_instances():
+    out = preprocessing.preprocessing_fn({contract.IMAGE_KEY: tf.zeros((1, contract.IMAGE_PIXELS), tf.int64)})
+    assert set(out) == {contract.IMAGE_KEY}
+
+
+def test_training_config_round_trips_through_custom_config():
+    cfg = TrainingConfig(search=SearchSpace.quick().replace(families=("cnn",), max_iteration_steps=7), eval_steps=3)
+    as_json = json.loads(json.dumps({"training": cfg.to_custom_config()}))  # what TFX stores and hands back
+    assert TrainingConfig.from_custom_config(as_json) == cfg
+    assert TrainingConfig.from_custom_config(None) == TrainingConfig()
+    assert cfg.train_steps == 7 * cfg.search.max_iterations
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"training": {"epochs": 3}}, "unknown training settings: \\['epochs'\\]"),
+    ({"training": {"search": {"depth": 3}}}, "unknown search settings: \\['depth'\\]"),
+    ({"training": {"search": {"families": ["rnn"]}}}, "families must be a non-empty subset"),
+])
+def test_training_config_refuses_what_it_does_not_know(given, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig.from_custom_config(given)
+
+
+def _examples(images: np.ndarray, labels: np.ndarray) -> list[bytes]:
+    out = []
+    for image, label in zip(images, labels, strict=True):
+        feature = {
+            contract.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=image.astype(np.int64))),
+            contract.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        }
+        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return out
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory) -> dict:
+    """`preprocessing_fn` run by tf.Transform on Beam, as the Transform component runs it: the
+    transform graph and gzipped transformed examples of 64 train and 32 eval rows of real MNIST."""
+    root = tmp_path_factory.mktemp("transform")
+    data = load_mnist()
+    splits = {"train": (data["train"].images[:64], data["train"].labels[:64]),
+              "eval": (data["valid"].images[:32], data["valid"].labels[:32])}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(root / "tmp")):
+        raw = {name: p | f"Raw{name}" >> beam.Create(_examples(*rows)) for name, rows in splits.items()}
+        decoded = {name: pc | f"Decode{name}" >> beam.Map(_decode) for name, pc in raw.items()}
+        (train_out, out_metadata), transform_fn = (
+            (decoded["train"], metadata) | tft_beam.AnalyzeAndTransformDataset(
+                preprocessing.preprocessing_fn, output_record_batches=False))
+        eval_out, _ = ((decoded["eval"], metadata), transform_fn) | tft_beam.TransformDataset()
+        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_graph"))
+        # The raw schema beside it, as the Transform component writes it (the serving receiver reads it).
+        _ = metadata | tft_beam.WriteMetadata(str(root / "transform_graph" / "metadata"), p)
+        coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
+        for name, pc in (("train", train_out), ("eval", eval_out)):
+            _ = (pc | f"Encode{name}" >> beam.Map(coder.encode)
+                 | f"Write{name}" >> beam.io.WriteToTFRecord(str(root / name / "data"), file_name_suffix=".gz"))
+    return {"root": root, "graph": str(root / "transform_graph"), "labels": {k: v[1] for k, v in splits.items()},
+            "files": {name: str(root / name / "data*.gz") for name in splits}}
+
+
+def _decode(serialized: bytes) -> dict:
+    parsed = tf.io.parse_single_example(serialized, RAW_SPEC)
+    return {k: v.numpy() for k, v in parsed.items()}
+
+
+def test_input_fn_yields_normalized_images_and_labels(transformed):
+    tft_output = tft.TFTransformOutput(transformed["graph"])
+    input_fn = model.make_input_fn(transformed["files"]["eval"], tft_output, batch_size=32, shuffle=False,
+                                   repeat=False)
+    batches = list(input_fn())
+    assert len(batches) == 1
+    features, labels = batches[0]
+    assert set(features) == {contract.IMAGE_KEY}
+    images = features[contract.IMAGE_KEY].numpy()
+    assert images.shape == (32, contract.IMAGE_PIXELS) and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.5
+    assert sorted(labels.numpy().tolist()) == sorted(transformed["labels"]["eval"].tolist())
+
+
+@pytest.fixture(scope="module")
+def trained(transformed, tmp_path_factory) -> dict:
+    """`run_fn` as the Trainer calls it, with a tiny search (2 iterations × 3 steps)."""
+    out = tmp_path_factory.mktemp("trainer")
+    training = TrainingConfig(search=SearchSpace.quick().replace(max_iteration_steps=3), eval_steps=1)
+    fn_args = FnArgs(
+        train_files=[transformed["files"]["train"]],
+        eval_files=[transformed["files"]["eval"]],
+        transform_output=transformed["graph"],
+        serving_model_dir=str(out / "model" / "Format-Serving"),
+        model_run_dir=str(out / "model_run"),
+        train_steps=training.train_steps,
+        eval_steps=training.eval_steps,
+        custom_config={"training": training.to_custom_config()},
+    )
+    model.run_fn(fn_args)
+    return {"serving": Path(fn_args.serving_model_dir), "model_run": Path(fn_args.model_run_dir),
+            "training": training}
+
+
+def test_run_fn_exports_the_serving_contract(trained):
+    signatures = check_contract(trained["serving"])  # raises if the contract is not met
+    assert {contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE} <= set(signatures)
+    assert set(signatures[contract.EXAMPLES_SIGNATURE]["inputs"]) == {contract.EXAMPLES_INPUT}
+    assert set(signatures[contract.EXAMPLES_SIGNATURE]["outputs"]) == set(contract.PREDICTION_KEYS)
+
+
+def test_both_signatures_give_the_same_answers_on_raw_pixels(trained):
+    data = load_mnist()["test"]
+    images, labels = data.images[:8], data.labels[:8]
+    loaded = tf.saved_model.load(str(trained["serving"]))
+    by_pixels = loaded.signatures[contract.SERVING_SIGNATURE](
+        **{contract.IMAGE_KEY: tf.constant(images, tf.float32)})
+    by_examples = loaded.signatures[contract.EXAMPLES_SIGNATURE](
+        **{contract.EXAMPLES_INPUT: tf.constant(_examples(images, labels))})
+    for key in contract.PREDICTION_KEYS:
+        np.testing.assert_allclose(by_pixels[key].numpy(), by_examples[key].numpy(), rtol=1e-5, atol=1e-6)
+    probabilities = by_pixels[contract.PROBABILITIES_KEY].numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert by_pixels["class_ids"].numpy().reshape(-1).tolist() == probabilities.argmax(axis=1).tolist()
+
+
+def test_run_fn_leaves_its_report_and_summary_where_readers_look(trained):
+    report = json.loads((trained["serving"] / contract.SEARCH_REPORT_DIR / contract.SEARCH_REPORT_FILE).read_text())
+    assert len(report["iterations"]) == trained["training"].search.max_iterations
+    assert (trained["serving"] / contract.SEARCH_REPORT_DIR / contract.ACCURACY_PLOT_FILE).is_file()
+    summary = json.loads((trained["model_run"] / contract.TRAINING_SUMMARY_FILE).read_text())
+    assert TrainingConfig.from_custom_config({"training": summary["training"]}) == trained["training"]
+    assert summary["final_ensemble"] == report["final_ensemble"]
+    # The export's temporary directory is gone; only the SavedModel is left where TFX looks.
+    assert not Path(str(trained["serving"]) + ".export").exists()
