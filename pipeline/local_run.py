@@ -22,20 +22,19 @@ class PipelineFailed(MlpipeError):
 
 
 def source_fingerprint(cfg: PipelineConfig) -> str:
-    """Last-modified times of the source tables: a reload invalidates the cached ExampleGen."""
-    from google.api_core import exceptions as gexc
-
+    """The contents of the rows each split reads (row count and checksums, computed by BigQuery): any
+    reload with different data invalidates the cached ExampleGen; table metadata is not trusted."""
+    from mlpipe.bigquery.fingerprint import table_fingerprint
     from pipeline.queries import split_queries
 
     client = bq_client(cfg.settings)
     parts = []
     for q in split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits):
         try:
-            table = client.get_table(q.table)
-        except gexc.NotFound:
+            fingerprint = table_fingerprint(client, q.table, q.where)
+        except NotFoundError:
             raise NotFoundError(f"table {q.table} does not exist; run `mlpipe load-data` first") from None
-        modified = table.modified.isoformat() if table.modified else "?"
-        parts.append(f"{q.table}@{modified}:{table.num_rows}")
+        parts.append(f"{q.split}={q.table}:{fingerprint}")
     return ";".join(parts)
 
 
