@@ -12,6 +12,7 @@ from mlpipe.bigquery.service import ensure_running
 from mlpipe.errors import MlpipeError, NotFoundError
 from mlpipe.metadata.graph import MetadataGraph
 from mlpipe.metadata.runs import RunRecord, run_record
+from mlpipe.runlock import run_lock
 from pipeline.configs import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -38,30 +39,57 @@ def source_fingerprint(cfg: PipelineConfig) -> str:
     return ";".join(parts)
 
 
-def run_local(cfg: PipelineConfig) -> RunRecord:
-    """Run `create_pipeline(cfg)` with LocalDagRunner and MLMD SQLite under the state dir."""
+def new_run_id() -> str:
+    """A pipeline run id in TFX's own format (the local time, ISO 8601)."""
+    import datetime
+
+    return datetime.datetime.now().isoformat()
+
+
+def run_local(cfg: PipelineConfig, run_id: str | None = None) -> RunRecord:
+    """Run `create_pipeline(cfg)` with LocalDagRunner and MLMD SQLite under the state dir, as the only
+    run of the state dir (`run_lock`), and return the record of THIS run (`run_id`, generated if None)."""
     import dataclasses
 
-    from tfx import v1 as tfx
+    run_id = run_id or new_run_id()
+    with run_lock(cfg.settings, run_id):
+        ensure_running(cfg.settings)
+        cfg = dataclasses.replace(cfg, source_fingerprint=source_fingerprint(cfg))
+        from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+        from pipeline.pipeline import create_pipeline
 
-    ensure_running(cfg.settings)
-    cfg = dataclasses.replace(cfg, source_fingerprint=source_fingerprint(cfg))
-    cfg.metadata_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg.pipeline_root.mkdir(parents=True, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(cfg.metadata_path))
-    pipeline = create_pipeline(cfg, metadata_connection_config=metadata)
-    started = time.perf_counter()
-    try:
-        with component_progress(len(pipeline.components)):
-            tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as e:  # the runner re-raises the component's exception as is
-        raise PipelineFailed(_one_line(e)) from e
-    finally:
-        log.info("pipeline finished in %.1fs", time.perf_counter() - started)
-    graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
-    return run_record(graph, graph.run_ids()[-1])
+        cfg.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg.pipeline_root.mkdir(parents=True, exist_ok=True)
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(cfg.metadata_path))
+        pipeline = create_pipeline(cfg, metadata_connection_config=metadata)
+        started = time.perf_counter()
+        try:
+            with component_progress(len(pipeline.components)):
+                _runner(run_id).run(pipeline)
+        except Exception as e:  # the runner re-raises the component's exception as is
+            raise PipelineFailed(_one_line(e)) from e
+        finally:
+            log.info("pipeline run %s finished in %.1fs", run_id, time.perf_counter() - started)
+        graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
+        return run_record(graph, run_id)
+
+
+def _runner(run_id: str):
+    """LocalDagRunner with the pipeline run id chosen here (the stock runner picks `now()` itself, and
+    a caller could then only guess which run was its own)."""
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    class OwnRunIdRunner(LocalDagRunner):
+        def run_with_ir(self, pipeline, run_options=None):
+            # Bound first, so the stock runner's own substitution finds nothing left to bind.
+            runtime_parameter_utils.substitute_runtime_parameter(
+                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+            return super().run_with_ir(pipeline, run_options=run_options)
+
+    return OwnRunIdRunner()
 
 
 _COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
