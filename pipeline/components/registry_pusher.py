@@ -10,6 +10,7 @@ source tables and queries.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ from tfx.types.component_spec import ChannelParameter
 
 MODEL_EVALUATION_KEY = "model_evaluation"
 
+log = logging.getLogger(__name__)
+
 
 class RegistryPusherSpec(standard_component_specs.PusherSpec):
     INPUTS = {
@@ -36,6 +39,13 @@ class Executor(stock.Executor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]):
         from mlpipe.metadata.payloads import evaluation_accuracy
         from mlpipe.registry import PushMetadata, open_registry
+        from mlpipe.registry.same_model import (
+            ALREADY_DEFAULT_PROPERTY,
+            ALREADY_VERSION_PROPERTY,
+            DIGEST_KEY,
+            find_same_model,
+            model_digest,
+        )
 
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
@@ -45,6 +55,16 @@ class Executor(stock.Executor):
         config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+        registry = open_registry(config["registry_root"], config["model"])
+        digest = model_digest(self.GetModelPath(input_dict))
+        same = find_same_model(registry, digest, model.id)
+        if same is not None:
+            # Blessed against itself (a cached Trainer, the registry's model as baseline): nothing new.
+            log.info("model %d is already %s %s; not pushed again", model.id, registry.model, same.name)
+            self._MarkNotPushed(pushed)
+            pushed.set_string_custom_property(ALREADY_VERSION_PROPERTY, same.name)
+            pushed.set_int_custom_property(ALREADY_DEFAULT_PROPERTY, int(same.is_default))
+            return
         accuracy: dict[str, float] = {}
         if input_dict.get(MODEL_EVALUATION_KEY):
             evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
@@ -57,9 +77,8 @@ class Executor(stock.Executor):
             baseline_accuracy=accuracy.get("baseline"),
             source_tables=tuple(config.get("source_tables", ())),
             source_queries=config.get("source_queries", {}),
-            extra=config.get("extra", {}),
+            extra={**config.get("extra", {}), DIGEST_KEY: digest},
         )
-        registry = open_registry(config["registry_root"], config["model"])
         with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
             staged = os.path.join(tmp, "saved_model")
             shutil.copytree(self.GetModelPath(input_dict), staged)
