@@ -98,7 +98,9 @@ def _bq_query(args: argparse.Namespace, settings: Settings) -> int:
 # ---- data ---------------------------------------------------------------------------------------
 
 def _load_data(args: argparse.Namespace, settings: Settings) -> int:
-    from mlpipe.bigquery.load import load_mnist_tables, tables_intact
+    from mlpipe.bigquery.client import bq_client, table_exists
+    from mlpipe.bigquery.load import ensure_dataset, load_mnist_tables, table_counts, tables_intact
+    from mlpipe.errors import UsageError
 
     splits = tuple(args.splits)
     if args.if_needed:
@@ -106,9 +108,22 @@ def _load_data(args: argparse.Namespace, settings: Settings) -> int:
         if not splits:
             print("MNIST tables already loaded and intact; nothing to do")
             return 0
+    client = bq_client(settings)
+    if ensure_dataset(settings, client):
+        print(f"created dataset {settings.project}.{settings.dataset} (location {settings.bq_location})")
+    existing = [t for t in splits if table_exists(settings, t, client)]
+    counts = table_counts(settings, tuple(existing), client) if existing else {}
+    replaced = {t: n for t, n in counts.items() if n > 0}
+    if replaced and not args.replace:
+        what = ", ".join(f"{settings.table_id(t)} ({n:,} rows)" for t, n in replaced.items())
+        new = f"the first {args.limit:,} rows of each" if args.limit else "the full MNIST splits"
+        raise UsageError(f"load-data would replace {what} with {new}; pass --replace to do so "
+                         "(--if-needed loads only missing or changed tables)")
     results = load_mnist_tables(settings, limit=args.limit, splits=splits)
     for r in results:
-        print(f"{r.table}: {r.rows} rows ({r.seconds:.1f}s)")
+        table = r.table.rsplit(".", 1)[-1]
+        before = f" (replaced {replaced[table]:,} rows)" if table in replaced else ""
+        print(f"{r.table}: {r.rows} rows ({r.seconds:.1f}s){before}")
     return 0
 
 
@@ -169,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["train", "valid", "test"], help="which tables to load")
     p.add_argument("--if-needed", action="store_true",
                    help="skip tables that already hold exactly the source rows (counts and checksums)")
+    p.add_argument("--replace", action="store_true",
+                   help="allow replacing tables that already hold rows (e.g. a slice over the full tables)")
     _add_settings_flags(p)
     p.set_defaults(handler=_load_data)
 

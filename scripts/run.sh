@@ -13,7 +13,7 @@ cleanup() { if [[ $started_here == 1 ]]; then $MLPIPE bq stop >/dev/null; fi; }
 trap cleanup EXIT
 
 t0=$SECONDS
-$MLPIPE load-data --if-needed
+$MLPIPE load-data --if-needed --replace
 $MLPIPE data-summary
 $MLPIPE run "$@"
 $MLPIPE models list

@@ -102,13 +102,22 @@ def load_table(settings: Settings, table: str, data: pa.Table, client=None) -> L
     return LoadResult(settings.table_id(table), count, time.perf_counter() - started)
 
 
-def ensure_dataset(settings: Settings, client=None) -> None:
+def ensure_dataset(settings: Settings, client=None) -> bool:
+    """Create `project.dataset` if it does not exist; True if it was created."""
     from google.cloud import bigquery
 
     client = client or bq_client(settings)
-    dataset = bigquery.Dataset(f"{settings.project}.{settings.dataset}")
+    dataset_id = f"{settings.project}.{settings.dataset}"
+    try:
+        client.get_dataset(dataset_id)
+        return False
+    except gexc.NotFound:
+        pass
+    dataset = bigquery.Dataset(dataset_id)
     dataset.location = settings.bq_location
     client.create_dataset(dataset, exists_ok=True)
+    log.info("created dataset %s", dataset_id)
+    return True
 
 
 def load_mnist_tables(
