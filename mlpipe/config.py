@@ -144,6 +144,11 @@ class Settings:
         return self.state_dir / "metadata" / f"{self.pipeline_name}.sqlite"
 
     @property
+    def lineage_dir(self) -> Path:
+        """Where `mlpipe lineage --format png|svg` writes its pictures unless given -o."""
+        return self.state_dir / "lineage"
+
+    @property
     def run_lock_file(self) -> Path:
         """Held (fcntl) by the one pipeline run of this state dir; says whose run it is."""
         return self.state_dir / "run.lock"

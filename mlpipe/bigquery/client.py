@@ -98,5 +98,9 @@ def table_exists(settings: Settings, table: str, client=None) -> bool:
 
 
 def _short(e: gexc.GoogleAPICallError) -> str:
+    """The error's first line, without the "; reason: …, message: <the same text again>" that the
+    client appends from the error details."""
     msg = getattr(e, "message", None) or str(e)
-    return msg.splitlines()[0] if msg else type(e).__name__
+    line = msg.splitlines()[0] if msg else ""
+    head, sep, _details = line.partition("; reason: ")
+    return (head if sep and head else line) or type(e).__name__

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from mlpipe.config import Settings
+from mlpipe.display import display_path
 from mlpipe.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,20 @@ def _lineage(args: argparse.Namespace, settings: Settings) -> int:
         if fmt == "dot":
             _emit(dot, args.output)
         else:
-            # An image on a terminal is noise: without -o it goes to a file named after the version.
+            # An image on a terminal is noise: without -o it goes to a file named after the version,
+            # in the state dir (not into the checkout the command happens to run in).
             stem = lineage.registry.version if lineage.registry else f"model{lineage.model.artifact_id}"
-            path = Path(args.output or f"lineage-{stem}.{fmt}")
-            path.write_bytes(render.render_image(dot, fmt))
-            print(f"wrote {path}")
+            path = Path(args.output) if args.output else image_path(settings, stem, fmt)
+            image = render.render_image(dot, fmt)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image)
+            print(f"wrote {display_path(path)}")
     return 0
+
+
+def image_path(settings: Settings, stem: str, fmt: str) -> Path:
+    """Default file of a lineage picture: STATE_DIR/lineage/lineage-STEM.FMT."""
+    return settings.lineage_dir / f"lineage-{stem}.{fmt}"
 
 
 def _runs_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,7 +150,7 @@ def register(sub, add_settings_flags) -> None:
                    help="text tree (default), json, dot (Graphviz source), png or svg (need Graphviz's dot)")
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("-o", "--output", help="write to this file instead of standard output "
-                   "(png/svg default: lineage-VERSION.png in the current directory)")
+                   "(png/svg default: STATE_DIR/lineage/lineage-VERSION.png)")
     _add_store_flags(p, registry=True)
     add_settings_flags(p)
     p.set_defaults(handler=_lineage)

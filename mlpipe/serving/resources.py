@@ -105,7 +105,10 @@ def _description(info: VersionInfo) -> str:
     if meta.baseline_accuracy is not None:
         parts.append(f"baseline accuracy {meta.baseline_accuracy:.4f}")
     if meta.source_tables:
-        parts.append("trained on " + ", ".join(meta.source_tables))
+        # The test split's table is only evaluated on, never trained on.
+        tested = [t for t in meta.source_tables if f"`{t}`" in meta.source_queries.get("test", "")]
+        trained = [t for t in meta.source_tables if t not in tested]
+        parts.append("trained on " + ", ".join(trained) + ("; evaluated on " + ", ".join(tested) if tested else ""))
     if SERVING_SIGNATURE in info.signatures:
         parts.append(f"signature {SERVING_SIGNATURE}")
     return "; ".join(parts)
