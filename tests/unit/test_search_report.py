@@ -141,5 +141,5 @@ def test_confusion_matrix_counts_true_by_predicted():
     matrix = confusion_matrix([0, 1, 1, 9], [0, 1, 7, 9])
     assert matrix.shape == (10, 10)
     assert matrix[1, 7] == 1 and matrix[1, 1] == 1 and np.trace(matrix) == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="differ in length"):
         confusion_matrix([0, 1], [0])
