@@ -23,8 +23,8 @@ test-unit: setup  ## fast tests only
 lint: setup  ## ruff
 	@.venv/bin/ruff check .
 
-bench: setup  ## run the benchmarks and rewrite their sections of BENCHMARKS.md
-	@bash scripts/bench.sh
+bench: setup  ## run every benchmark, one at a time, and rewrite BENCHMARKS.md (QUICK=1: smoke run → BENCHMARKS.quick.md)
+	@QUICK=$(QUICK) bash scripts/bench.sh
 
 lock:  ## re-resolve requirements.in → requirements.lock with uv
 	.venv/bin/uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 \

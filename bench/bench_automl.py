@@ -6,7 +6,7 @@ two CPU cores. Wall times include contention from whatever else runs on the mach
 records the CPU seconds the process got and the load average around it.
 
     .venv/bin/python bench/bench_automl.py                     # full comparison, writes BENCHMARKS.md
-    .venv/bin/python bench/bench_automl.py --quick             # seconds-long smoke run, no write
+    .venv/bin/python bench/bench_automl.py --quick             # smoke run, to BENCHMARKS.quick.md
     .venv/bin/python bench/bench_automl.py --only search --space cnn_batch_norm=false --no-write
 """
 
@@ -96,10 +96,12 @@ class DeadlineHook(tf.estimator.SessionRunHook):
     def __init__(self, seconds: float) -> None:
         self._deadline = time.monotonic() + seconds
         self.fired = False
+        self.fired_at: float | None = None  # time.monotonic() of the first stop request
 
     def after_run(self, run_context, run_values) -> None:
         if time.monotonic() >= self._deadline:
-            self.fired = True
+            if not self.fired:
+                self.fired, self.fired_at = True, time.monotonic()
             run_context.request_stop()
 
 
@@ -115,6 +117,7 @@ class Result:
     load_before: float
     load_after: float
     stopped_by_budget: bool
+    after_cap_seconds: float = 0.0  # wall time train() took after the cap stopped the training steps
     architecture: str = ""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -135,6 +138,10 @@ def _timed_train(train: Callable[[], None]) -> tuple[float, float, float, float]
     train()
     seconds, cpu = time.monotonic() - t0, _cpu_seconds() - cpu0
     return seconds, cpu, load_before, os.getloadavg()[0]
+
+
+def _after_cap(hook: DeadlineHook, t_end: float) -> float:
+    return max(t_end - hook.fired_at, 0.0) if hook.fired_at is not None else 0.0
 
 
 def _predict(estimator: tf.estimator.Estimator, split: Split, batch_size: int) -> np.ndarray:
@@ -173,6 +180,7 @@ def run_search(
             hooks=[hook],
         )
     )
+    after_cap = _after_cap(hook, time.monotonic())
     valid = _accuracy(estimator, data["valid"], space.eval_batch_size)
     test_pred = _predict(estimator, data["test"], space.eval_batch_size)
     test = float(np.mean(test_pred == data["test"].labels))
@@ -192,6 +200,7 @@ def run_search(
         lb,
         la,
         hook.fired,
+        after_cap_seconds=after_cap,
         architecture=report.get("final_architecture_text", ""),
     )
 
@@ -225,6 +234,7 @@ def run_seed(data: dict[str, Split], budget_s: float, model_dir: str, quick: boo
             make_input_fn(data["train"], 64, train=True, seed=42), max_steps=steps * iterations, hooks=[hook]
         )
     )
+    after_cap = _after_cap(hook, time.monotonic())
     valid = _accuracy(estimator, data["valid"], 500)
     test = _accuracy(estimator, data["test"], 500)
     return Result(
@@ -238,6 +248,7 @@ def run_seed(data: dict[str, Split], budget_s: float, model_dir: str, quick: boo
         lb,
         la,
         hook.fired,
+        after_cap_seconds=after_cap,
     )
 
 
@@ -282,6 +293,7 @@ def run_plain_cnn(data: dict[str, Split], budget_s: float, model_dir: str, quick
             make_input_fn(data["train"], 64, train=True, seed=42), max_steps=max_steps, hooks=[hook]
         )
     )
+    after_cap = _after_cap(hook, time.monotonic())
     valid = _accuracy(estimator, data["valid"], 500)
     test = _accuracy(estimator, data["test"], 500)
     return Result(
@@ -295,6 +307,7 @@ def run_plain_cnn(data: dict[str, Split], budget_s: float, model_dir: str, quick
         lb,
         la,
         hook.fired,
+        after_cap_seconds=after_cap,
     )
 
 
@@ -344,7 +357,9 @@ def render_markdown(
     space: SearchSpace,
     quick: bool,
     experiments: str | None = None,
+    budget_s: float | None = None,
 ) -> str:
+    cap_text = f"{budget_s:.0f}-second" if budget_s is not None else f"{budget_minutes:g}-minute"
     lines = [
         "## AutoML: AdaNet search space vs. seed and a plain CNN (`bench/bench_automl.py`)",
         "",
@@ -352,17 +367,22 @@ def render_markdown(
         f"{' --quick' if quick else ''}` · {machine_info()}",
         "",
         "Same data (MNIST train 50k; candidate selection on valid 10k; the standard test 10k scored once at "
-        f"the end) and the same {budget_minutes:g}-minute wall-clock training cap for each contender. "
-        "**CPU share** = CPU seconds per wall second while training (≈ 2 = both cores to ourselves; less "
-        "means other processes were competing); **load** = 1-minute load average before → after.",
+        f"the end) and the same {cap_text} wall-clock training cap for each contender, run one after "
+        "the other: one hook, created when `train()` starts, stops the training steps of every contender "
+        "when the cap is spent. **after cap** = wall seconds `train()` still took after that stop "
+        "(AdaNet's end-of-iteration candidate evaluation and checkpoint cannot be interrupted); **steps** = "
+        "the trained model's global step; **CPU share** = CPU seconds per wall second while training (≈ 2 "
+        "= both cores to ourselves; less means other processes were competing); **load** = 1-minute load "
+        "average before → after.",
         "",
-        "| contender | test acc | valid acc | steps | train wall | CPU share | load | hit cap |",
-        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+        "| contender | test acc | valid acc | steps | train wall | after cap | CPU share | load | hit cap |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.description} | **{r.test_accuracy * 100:.2f} %** | {r.valid_accuracy * 100:.2f} % | "
-            f"{r.steps:,} | {r.train_seconds:.0f} s | {r.cpu_share:.2f} | {r.load_before:.1f} → "
+            f"{r.steps:,} | {r.train_seconds:.0f} s | {r.after_cap_seconds:.0f} s | {r.cpu_share:.2f} | "
+            f"{r.load_before:.1f} → "
             f"{r.load_after:.1f} | {'yes' if r.stopped_by_budget else 'no'} |"
         )
     search = [r for r in results if r.contender == "search"]
@@ -393,10 +413,10 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_benchmarks(markdown: str) -> None:
+def write_benchmarks(markdown: str, quick: bool = False) -> None:
     from bench.report import write_section
 
-    write_section(SECTION, markdown)
+    write_section(SECTION, markdown, quick=quick)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny smoke run: 2k training rows, SearchSpace.quick(), short budget; no write",
+        help="smoke run: 2k rows per split, SearchSpace.quick(), a 30 s cap; to BENCHMARKS.quick.md",
     )
     parser.add_argument(
         "--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {CONTENDERS} (default all)"
@@ -449,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_mnist()
     if args.quick:
         data = {name: Split(s.name, s.images[:2000], s.labels[:2000]) for name, s in data.items()}
-    budget_s = args.budget_minutes * 60 if not args.quick else min(args.budget_minutes * 60, 60.0)
+    budget_s = args.budget_minutes * 60 if not args.quick else min(args.budget_minutes * 60, 30.0)
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_automl_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -485,10 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
 
-    markdown = render_markdown(results, args.budget_minutes, space, args.quick, args.experiments)
+    markdown = render_markdown(results, args.budget_minutes, space, args.quick, args.experiments, budget_s)
     print(markdown)
-    if not (args.no_write or args.quick):
-        write_benchmarks(markdown)
+    if not args.no_write:
+        write_benchmarks(markdown, quick=args.quick)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Data benchmarks: load all 70k MNIST rows into BigQuery, read the train table back, warm setup.
 
 Runs its own emulator (temporary state dir, free ports) so it never touches the user's data.
-    .venv/bin/python bench/bench_data.py [--repeats N]
+    .venv/bin/python bench/bench_data.py [--repeats N] [--quick]
+--quick: one repetition on a 5,000-row slice per table, written to BENCHMARKS.quick.md.
 """
 
 from __future__ import annotations
@@ -25,15 +26,21 @@ from mlpipe.config import load_settings  # noqa: E402
 from mlpipe.data.mnist_source import load_mnist  # noqa: E402
 from mlpipe.procutil import free_loopback_port  # noqa: E402
 
+QUICK_ROWS = 5_000
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each measurement")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 repetition, 5,000 rows per table, written to BENCHMARKS.quick.md")
     args = parser.parse_args(argv)
+    limit = QUICK_ROWS if args.quick else None
+    repeats = 1 if args.quick else args.repeats
 
     load_mnist()  # decode the pickle once, outside the timings
     setup_s = []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         t = time.perf_counter()
         subprocess.run(["bash", str(ROOT / "scripts/setup.sh")], check=True, capture_output=True)
         setup_s.append(time.perf_counter() - t)
@@ -47,15 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         start_s = time.perf_counter() - t
         try:
             load_s, read_s = [], []
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 t = time.perf_counter()
-                results = load_mnist_tables(settings)
+                results = load_mnist_tables(settings, limit=limit)
                 load_s.append(time.perf_counter() - t)
-                assert sum(r.rows for r in results) == 70_000
+                loaded = sum(r.rows for r in results)
+                assert loaded == (70_000 if limit is None else 3 * limit), loaded
                 t = time.perf_counter()
                 _, labels, images = read_table_numpy(settings, "train")
                 read_s.append(time.perf_counter() - t)
-                assert images.shape == (50_000, 784)
+                assert images.shape == (50_000 if limit is None else limit, 784)
+                train_rows = images.shape[0]
         finally:
             service.stop(settings)
 
@@ -67,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| measurement | median |",
         "|---|---|",
-        f"| load all 70,000 rows (3 Parquet load jobs, WRITE_TRUNCATE, counts verified) | {fmt(load_s)} |",
-        f"| read `mnist.train` (50,000 rows) back to numpy via the Storage Read API | {fmt(read_s)} |",
+        f"| load {loaded:,} rows (3 Parquet load jobs, WRITE_TRUNCATE, counts verified) | {fmt(load_s)} |",
+        f"| read `mnist.train` ({train_rows:,} rows) back to numpy via the Storage Read API | {fmt(read_s)} |",
         f"| `make setup` on a ready machine (warm) | {fmt(setup_s)} |",
         f"| emulator start → healthy | {start_s:.2f} s |",
     ])  # fmt: skip
-    write_section("data", md)
+    write_section("data", md, quick=args.quick)
     print(md)
     return 0
 

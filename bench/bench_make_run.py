@@ -1,10 +1,12 @@
 """`make run` end to end from a fresh clone: wall time, per-component times, test accuracy.
 
     .venv/bin/python bench/bench_make_run.py            # clone HEAD into a temp dir, run `make run` there
-    .venv/bin/python bench/bench_make_run.py --from-log LOG --seconds S   # record a run already made
+    .venv/bin/python bench/bench_make_run.py --quick    # the same with `--profile quick`, to BENCHMARKS.quick.md
 
 The clone gets its own `.venv`, `.venv-bq` and `.mlpipe` (uv's package cache stays warm), so this is
-"make run on a machine that has PyPI's wheels cached", not a cold download.
+"make run on a machine that has PyPI's wheels cached", not a cold download. Its BigQuery emulator
+listens on free ports (MLPIPE_BQ_PORT / MLPIPE_BQ_GRPC_PORT), so a running one is never disturbed.
+Every figure is measured by this run; there is no way to record a run made elsewhere.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import load_average, write_section  # noqa: E402
+from mlpipe.procutil import free_loopback_port  # noqa: E402
 
 
 def parse_run_output(text: str) -> dict:
@@ -41,15 +44,17 @@ def parse_run_output(text: str) -> dict:
     }
 
 
-def run_fresh_clone() -> tuple[str, float]:
+def run_fresh_clone(make_args: list[str]) -> tuple[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-make-run-") as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_")}
+        env |= {"MLPIPE_BQ_PORT": str(free_loopback_port()), "MLPIPE_BQ_GRPC_PORT": str(free_loopback_port())}
         started = time.perf_counter()
-        proc = subprocess.run(["make", "run"], cwd=clone, capture_output=True, text=True)
+        proc = subprocess.run(["make", "run", *make_args], cwd=clone, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         subprocess.run([str(clone / ".venv/bin/mlpipe"), "bq", "stop", "--state-dir", str(clone / ".mlpipe")],
-                       capture_output=True)
+                       env=env, capture_output=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
             raise SystemExit(proc.returncode)
@@ -58,34 +63,29 @@ def run_fresh_clone() -> tuple[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from-log", help="output of a `make run` already made (instead of running one)")
-    parser.add_argument("--seconds", type=float, help="with --from-log: its measured wall time")
-    parser.add_argument("--note", default="", help="a remark to print with the figures (e.g. contention)")
+    parser.add_argument("--quick", action="store_true",
+                        help="`make run ARGS='--profile quick'`, written to BENCHMARKS.quick.md")
     args = parser.parse_args(argv)
-    if args.from_log:
-        if args.seconds is None:
-            parser.error("--from-log needs --seconds")
-        text, seconds = Path(args.from_log).read_text(errors="replace"), args.seconds
-    else:
-        text, seconds = run_fresh_clone()
+    load_before = load_average()
+    text, seconds = run_fresh_clone(["ARGS=--profile quick"] if args.quick else [])
     run = parse_run_output(text)
+    profile = "quick" if args.quick else "full"
     rows = [f"| {name} | {state} | {s:.1f} |" for name, state, s in run["components"]]
     md = "\n".join([
         "## `make run` from a fresh clone (`bench/bench_make_run.py`)",
         "",
         f"Wall time of `make run` (setup with a warm uv cache, emulator start, load of all 70,000 rows, "
-        f"full-profile pipeline, registry push, serving check over HTTP): **{seconds / 60:.1f} min** "
+        f"{profile}-profile pipeline, registry push, serving check over HTTP): **{seconds / 60:.1f} min** "
         f"({seconds:.0f} s; {run['after_setup_s']} s after setup). "
-        f"Test accuracy on the 10,000-image standard MNIST test table: **{run['accuracy']}** "
-        f"(blessed: {run['blessed']}); serving check: {run['served']} test images right over HTTP.",
-        *([f"Note: {args.note}"] if args.note else []),
-        *([] if args.from_log else [f"Load average at the end: {os.getloadavg()[0]:.1f}."]),
+        f"Test accuracy ({'a 1,000-row slice of' if args.quick else 'the 10,000-image standard'} MNIST test "
+        f"table): **{run['accuracy']}** (blessed: {run['blessed']}); serving check: {run['served']} test "
+        f"images right over HTTP. Load average (1/5/15 min) before the run: {load_before}.",
         "",
         "| component | state | seconds |",
         "|---|---|---|",
         *rows,
     ])  # fmt: skip
-    write_section("make-run", md)
+    write_section("make-run", md, quick=args.quick)
     print(md)
     return 0
 

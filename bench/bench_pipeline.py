@@ -2,15 +2,18 @@
 
 Starts its own emulator in a temporary state dir, loads MNIST, runs `mlpipe run --no-cache` as a
 subprocess while sampling its RSS (VmRSS of the process tree, every 0.25 s), then attributes samples
-to components with the execution start/end times recorded in ML Metadata.
+to components with the execution start/end times recorded in ML Metadata. The training step count is
+the model's measured global step, not the configured budget.
     .venv/bin/python bench/bench_pipeline.py [--profile full|quick] [--keep STATE_DIR]
+    .venv/bin/python bench/bench_pipeline.py --quick   # = --profile quick, written to BENCHMARKS.quick.md
+`--keep DIR` keeps the state dir, whose registry then holds the run's model (`make bench` serves it
+in bench_serving.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import load_average, write_section  # noqa: E402
 from mlpipe.bigquery import service  # noqa: E402
 from mlpipe.bigquery.load import load_mnist_tables  # noqa: E402
 from mlpipe.config import load_settings  # noqa: E402
@@ -66,11 +69,26 @@ def component_intervals(metadata_path: str) -> list[tuple[str, str, float, float
             for e in graph.run_executions(graph.run_ids()[-1])]
 
 
+def measured_steps(training_summary: dict, model_run_dir: Path | None) -> int | str:
+    """The trained model's global step: from the Trainer's final evaluation, else its checkpoint."""
+    step = training_summary.get("eval", {}).get("global_step")
+    if step is not None:
+        return int(step)
+    if model_run_dir is None:
+        return "?"
+    import tensorflow as tf
+
+    return int(tf.train.load_variable(str(model_run_dir), "global_step"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="full", choices=["full", "quick"])
     parser.add_argument("--keep", help="use this state dir and keep it (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="--profile quick, written to BENCHMARKS.quick.md")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.profile = "quick"
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-pipeline-")
     state = Path(args.keep or tmp.name)
@@ -78,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         environ={}, state_dir=state, bq_port=free_loopback_port(), bq_grpc_port=free_loopback_port()
     )
     service.start(settings)
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     try:
         t = time.perf_counter()
         load_mnist_tables(settings)
@@ -106,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries = sorted((cfg.pipeline_root / "Trainer" / "model_run").glob("*/training_summary.json"))
         summary_path = summaries[-1] if summaries else None
         training = json.loads(summary_path.read_text()) if summary_path else {}
+        steps = measured_steps(training, summary_path.parent if summary_path else None)
     finally:
         service.stop(settings)
 
@@ -117,24 +136,26 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = next((line.split(":", 1)[1].strip() for line in stdout.splitlines()
                      if line.startswith("test accuracy")), "n/a")
     tcfg = training.get("training", {}).get("search", {})
-    steps = tcfg.get("max_iteration_steps", 0) * tcfg.get("max_iterations", 0)
+    budget = tcfg.get("max_iteration_steps", 0) * tcfg.get("max_iterations", 0)
+    test_table = ("the 10,000-image standard test table" if args.profile == "full"
+                  else "a 1,000-row slice of the test table")
     md = "\n".join([
         f"## Pipeline, `{args.profile}` profile (`bench/bench_pipeline.py`)",
         "",
-        f"Load average before / after the run: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+        f"Load average (1/5/15 min) before / after the run: {load_before} / {load_average()} "
         "(2 cores: above 2 means other work shared the CPU and the times are inflated). "
         f"Data load before the run: {load_s:.1f} s. Pipeline wall time (`mlpipe run --no-cache`, "
         f"process start to summary): **{wall_s:.0f} s**; peak RSS of the whole run {peak_total / 1024:.0f} MiB.",
-        f"Test accuracy (10,000-image standard test table in the full profile): **{accuracy}**. "
-        f"Training: {steps} steps ({tcfg.get('max_iterations', '?')} AdaNet iterations × "
-        f"{tcfg.get('max_iteration_steps', '?')} steps, batch {tcfg.get('batch_size', '?')}), "
-        f"{training.get('train_seconds', '?')} s of training.",
+        f"Test accuracy ({test_table}): **{accuracy}**. "
+        f"Training: {steps} steps measured (the model's global step; budget {budget} = "
+        f"{tcfg.get('max_iterations', '?')} AdaNet iterations × {tcfg.get('max_iteration_steps', '?')} steps, "
+        f"batch {tcfg.get('batch_size', '?')}), {training.get('train_seconds', '?')} s of training.",
         "",
         "| component | wall s | peak RSS MiB |",
         "|---|---|---|",
         *rows,
     ])  # fmt: skip
-    write_section(f"pipeline-{args.profile}", md)
+    write_section(f"pipeline-{args.profile}", md, quick=args.quick)
     print(md)
     return 0
 

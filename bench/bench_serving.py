@@ -6,9 +6,12 @@ gunicorn, prediction logging off), and measures with real MNIST test images:
 - cold start: process start → first successful prediction (TensorFlow import and model load included);
 - p50/p99 latency of one-instance requests (sequential, one keep-alive connection);
 - images/s for 100-image requests over HTTP vs. calling the signature in process, and their ratio.
+HTTP and in-process calls are INTERLEAVED (the server is up and the model is loaded in this process
+throughout; each pair alternates which goes first), so both see the same machine load.
 Request bodies are JSON-encoded before the clock starts, so the client's encoding is not counted.
 
-    .venv/bin/python bench/bench_serving.py [--model-dir DIR] [--requests 500] [--batches 40] [--no-write]
+    .venv/bin/python bench/bench_serving.py [--model-dir DIR --model-label TEXT] [--requests 500] [--batches 40]
+    .venv/bin/python bench/bench_serving.py --quick   # 50 requests, 5 batches, to BENCHMARKS.quick.md
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import load_average, write_section  # noqa: E402
 from mlpipe.data.mnist_source import load_mnist  # noqa: E402
 from mlpipe.procutil import free_loopback_port  # noqa: E402
 from mlpipe.registry import open_registry  # noqa: E402
@@ -83,67 +86,85 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="SavedModel with the serving contract (default: build "
                         "the tiny contract model)")
+    parser.add_argument("--model-label", help="how the section names the model (default: its path)")
     parser.add_argument("--requests", type=int, default=500, help="one-instance requests for p50/p99")
     parser.add_argument("--batches", type=int, default=40, help="100-image requests for throughput")
+    parser.add_argument("--quick", action="store_true",
+                        help="50 requests, 5 batches, written to BENCHMARKS.quick.md")
     parser.add_argument("--no-write", action="store_true", help="print, do not rewrite BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.batches = 50, 5
 
     images = load_mnist()["test"].images
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         state = Path(tmp)
         model_dir = args.model_dir
-        model_label = str(model_dir) if model_dir else "tiny contract model (one dense layer)"
+        model_label = args.model_label or (str(model_dir) if model_dir else "tiny contract model (one dense layer)")
         if model_dir is None:
             model_dir = build_contract_model(state / "contract_model", seed=1)
         open_registry(state / "registry", "mnist").push(model_dir)
 
+        import tensorflow as tf
+
+        fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+
+        def in_process(batch: np.ndarray) -> None:
+            fn(image=tf.constant(batch, tf.float32))
+
         port = free_loopback_port()
         proc, cold_start = _start_server(state, port)
+        load_start = load_average()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            singles = [_body(images[i : i + 1]) for i in range(args.requests)]
-            for body in singles[:20]:  # warm-up: first calls trace and allocate
+            singles = [(images[i : i + 1], _body(images[i : i + 1])) for i in range(args.requests)]
+            for pixels, body in singles[:20]:  # warm-up: first calls trace and allocate, both ways
                 _post(conn, body)
-            latencies = []
-            for body in singles:
-                t = time.perf_counter()
-                _post(conn, body)
-                latencies.append((time.perf_counter() - t) * 1000)
+                in_process(pixels)
+            latencies, single_inproc = [], []
+            for i, (pixels, body) in enumerate(singles):
+                pair = [(latencies, lambda body=body: _post(conn, body)),
+                        (single_inproc, lambda pixels=pixels: in_process(pixels))]
+                for times, call in (pair if i % 2 == 0 else pair[::-1]):
+                    t = time.perf_counter()
+                    call()
+                    times.append((time.perf_counter() - t) * 1000)
             batches = [images[(i * 100) % 9900 : (i * 100) % 9900 + 100] for i in range(args.batches)]
             batch_bodies = [_body(b) for b in batches]
             _post(conn, batch_bodies[0])
-            t = time.perf_counter()
-            for body in batch_bodies:
-                _post(conn, body)
-            http_ips = 100 * len(batches) / (time.perf_counter() - t)
+            in_process(batches[0])
+            http_s = inproc_s = 0.0
+            for i, (batch, body) in enumerate(zip(batches, batch_bodies, strict=True)):
+                t = time.perf_counter()
+                if i % 2 == 0:
+                    _post(conn, body)
+                    t_mid = time.perf_counter()
+                    in_process(batch)
+                    http_s += t_mid - t
+                    inproc_s += time.perf_counter() - t_mid
+                else:
+                    in_process(batch)
+                    t_mid = time.perf_counter()
+                    _post(conn, body)
+                    inproc_s += t_mid - t
+                    http_s += time.perf_counter() - t_mid
+            http_ips = 100 * len(batches) / http_s
+            inproc_ips = 100 * len(batches) / inproc_s
             conn.close()
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
 
-        import tensorflow as tf
-
-        fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-        fn(image=tf.constant(batches[0], tf.float32))
-        t = time.perf_counter()
-        for b in batches:
-            fn(image=tf.constant(b, tf.float32))
-        inproc_ips = 100 * len(batches) / (time.perf_counter() - t)
-        single_inproc = []
-        for i in range(args.requests):
-            t = time.perf_counter()
-            fn(image=tf.constant(images[i : i + 1], tf.float32))
-            single_inproc.append((time.perf_counter() - t) * 1000)
-
     p50, p99 = _pct(latencies, 50), _pct(latencies, 99)
     p50_in, p99_in = _pct(single_inproc, 50), _pct(single_inproc, 99)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_end = load_average()
     body_kb = len(batch_bodies[0]) / 1000
     md = f"""## Serving: HTTP function vs. in-process SavedModel (`bench/bench_serving.py`)
 
 Model: {model_label}. `mlpipe serve` (functions-framework 3 on gunicorn, 1 worker, threads;
 prediction logging off) on 127.0.0.1, one keep-alive client connection; bodies JSON-encoded before
-timing; real MNIST test images.
+timing; real MNIST test images. HTTP and in-process calls interleaved (alternating which goes first),
+so both columns were measured under the same load.
 
 | measurement | HTTP | in process | ratio |
 |---|---|---|---|
@@ -153,14 +174,14 @@ timing; real MNIST test images.
 HTTP/in-process {http_ips / inproc_ips:.2f} |
 | cold start: process start → first prediction | {cold_start:.1f} s | | |
 
-n = {args.requests} single-instance requests, {args.batches} batches of 100. Load average at the end:
-{load} (other work on the machine inflates these figures). A 100-image request body is
+n = {args.requests} single-instance requests, {args.batches} batches of 100, each way. Load average
+(1/5/15 min) when measuring started: {load_start}; at the end: {load_end}. A 100-image request body is
 {body_kb:.0f} KB of JSON; for a tiny model decoding and validating it dominates, for the real AdaNet
 ensemble the model itself does.
 """
     print(md)
     if not args.no_write:
-        write_section("serving", md)
+        write_section("serving", md, quick=args.quick)
     return 0
 
 

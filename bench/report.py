@@ -1,4 +1,10 @@
-"""Write one benchmark's section of BENCHMARKS.md, between its own markers, with machine and date."""
+"""Write one benchmark's section of BENCHMARKS.md, between its own markers, with machine, date and
+load average.
+
+Every figure in BENCHMARKS.md comes from a `bench/` script run by `make bench` (`scripts/bench.sh`);
+nothing is typed in. `--quick` runs (`QUICK=1 make bench`) write to BENCHMARKS.quick.md instead (not
+committed), so a smoke run never replaces measured figures.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,13 @@ import platform
 import re
 from pathlib import Path
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+QUICK_MD = REPO / "BENCHMARKS.quick.md"
 HEADER = (
-    "# Benchmarks\n\nFigures written by the scripts in `bench/` (`make bench`); "
-    "each section says when and where.\n"
+    "# Benchmarks\n\nFigures written by the scripts in `bench/` (`make bench`, one script at a time); "
+    "each section says when and where, and the load average (1/5/15 min) when it was written: on 2 "
+    "cores, a 1-minute load above 2 means other work shared the CPU and the times are inflated.\n"
 )
 
 
@@ -28,12 +37,25 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, e.g. "0.42 / 0.61 / 0.80"."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def stamp() -> str:
-    return f"_Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}._"
+    return (f"_Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
+            f"load average (1/5/15 min) {load_average()}._")
 
 
-def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) the block between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`."""
+def output_path(quick: bool) -> Path:
+    return QUICK_MD if quick else BENCHMARKS_MD
+
+
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD, quick: bool = False) -> None:
+    """Replace (or append) the block between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`.
+    With `quick`, the block goes to BENCHMARKS.quick.md, never to BENCHMARKS.md."""
+    if quick:
+        path = QUICK_MD
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     if "_Measured " not in markdown:
         markdown = f"{markdown.rstrip()}\n\n{stamp()}"

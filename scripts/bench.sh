@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# Run every benchmark; each rewrites its own section of BENCHMARKS.md.
+# Run every benchmark, one at a time; each rewrites its own section of BENCHMARKS.md, so one
+# `make bench` regenerates every figure there. QUICK=1 runs each script's --quick mode (small data,
+# short budgets) and writes BENCHMARKS.quick.md instead, leaving BENCHMARKS.md alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for script in bench/bench_*.py; do
-  echo "== $script"
-  .venv/bin/python "$script"
-done
+PY=.venv/bin/python
+quick=()
+if [[ ${QUICK:-0} == 1 ]]; then quick=(--quick); fi
+
+work=$(mktemp -d -t bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+step() { echo "== $*  (load average $(cut -d' ' -f1-3 /proc/loadavg))"; "$@"; }
+
+step $PY bench/bench_data.py "${quick[@]}"
+# The pipeline run keeps its state dir: its registry's v1 is the real model the serving bench serves.
+step $PY bench/bench_pipeline.py "${quick[@]}" --keep "$work/pipeline"
+profile=full; [[ ${QUICK:-0} == 1 ]] && profile=quick
+step $PY bench/bench_serving.py "${quick[@]}" \
+  --model-dir "$work/pipeline/registry/mnist/versions/v1/saved_model" \
+  --model-label "the ${profile}-profile pipeline's model from bench_pipeline.py (registry v1, the AdaNet ensemble)"
+step $PY bench/bench_make_run.py "${quick[@]}"
+step $PY bench/bench_automl.py "${quick[@]}"

@@ -10,6 +10,30 @@ from mlpipe.bigquery import service
 from mlpipe.config import Settings, load_settings
 from mlpipe.procutil import free_loopback_port
 
+# Fixtures that start something slow. A test that uses one (directly or through another fixture) is
+# marked with its kind; every kind below also marks the test `e2e`, which `make test-unit` deselects.
+SLOW_FIXTURES = {
+    "bq_settings": "emulator",
+    "mnist_full": "emulator",
+    "served": "server",
+    "logging_server": "server",
+    "pipeline_state": "pipeline",
+    "two_runs": "pipeline",
+    "searched": "training",  # tests/unit/test_search_report.py: a tiny real AdaNet search
+    "transformed": "training",  # tests/unit/test_model_code.py: a real tf.Transform run
+    "trained": "training",  # tests/unit/test_model_code.py: run_fn end to end
+}
+SLOW_MARKERS = {"emulator", "server", "pipeline", "training"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        kinds = {SLOW_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SLOW_FIXTURES}
+        for kind in sorted(kinds):
+            item.add_marker(kind)
+        if kinds or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker("e2e")
+
 
 def free_port() -> int:
     return free_loopback_port()

@@ -8,7 +8,9 @@ read through tf.io.gfile). Layout under the root (see storage.py for how each ch
     MODEL/versions/vN/saved_model/          the SavedModel, copied in
 
 Version numbers are never reused (even after a delete), so a name always means the same model —
-which lets servers and prediction logs key on it.
+which lets servers and prediction logs key on it. A version exists once state.json records it
+(its number is below `next_number`): a push killed after renaming its directory into place but
+before writing the state left a directory no reader sees, which the next push removes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ class _State:
         if not isinstance(data, dict):
             return cls()
         return cls(data.get("default"), dict(data.get("aliases", {})), int(data.get("next_number", 1)))
+
+    def records(self, version: str) -> bool:
+        """Whether state.json has recorded `version`: a push publishes the version directory, then
+        writes the state; a version numbered at or above `next_number` is a push that died between."""
+        number = version_number(version)
+        return number is None or number < self.next_number
 
     def to_json(self) -> dict[str, Any]:
         return {"default": self.default, "aliases": self.aliases, "next_number": self.next_number}
@@ -142,6 +150,7 @@ class FileRegistry:
             with self.storage.lock():
                 self.storage.clean_leftovers(self.model)
                 state = self._state()
+                self._retire_unrecorded(state)
                 existing = [version_number(n) or 0 for n in self.storage.list_dirs(self._versions)]
                 number = max([state.next_number, *(n + 1 for n in existing)])
                 name = version_name(number)
@@ -205,7 +214,7 @@ class FileRegistry:
         with self.storage.lock():
             state = self._state()
             self._require_version(version)
-            others = [v for v in self.storage.list_dirs(self._versions) if v != version]
+            others = [v for v in self.storage.list_dirs(self._versions) if v != version and state.records(v)]
             if state.default == version and others:
                 raise RegistryConflictError(
                     f"{version} is the default version of model {self.model!r}; make another "
@@ -244,6 +253,8 @@ class FileRegistry:
         self.storage.write_json(self._state_path, state.to_json())
 
     def _read_version(self, version: str, state: _State) -> VersionInfo | None:
+        if not state.records(version):
+            return None  # published by a push that died before recording it: not a version
         record = self.storage.read_json(f"{self._version_dir(version)}/version.json")
         if not isinstance(record, dict):
             return None
@@ -258,12 +269,20 @@ class FileRegistry:
             aliases=state.aliases_of(version),
         )
 
+    def _retire_unrecorded(self, state: _State) -> None:
+        """Remove version directories that a push killed after publishing left unrecorded (lock held)."""
+        for name in self.storage.list_dirs(self._versions):
+            if _valid(name) and not state.records(name):
+                log.info("removing %s/%s, published by a push that died before recording it", self.model, name)
+                self.storage.retire(self._version_dir(name), self.model)
+
     def _require_model(self) -> None:
         if not self.exists():
             raise NotFoundError(f"model {self.model!r} not found in the registry at {self.storage.root}")
 
     def _require_version(self, version: str) -> None:
-        if not self.storage.exists(f"{self._version_dir(version)}/version.json"):
+        recorded = self._state().records(version)
+        if not (recorded and self.storage.exists(f"{self._version_dir(version)}/version.json")):
             self._require_model()
             raise NotFoundError(f"model {self.model!r} has no version {version!r}")
 

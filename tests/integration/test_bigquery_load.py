@@ -53,5 +53,5 @@ def test_non_positive_limit_is_rejected(bq_settings, limit):
 
 
 def test_unknown_table_is_a_clear_error(bq_settings):
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"table .*\.no_such_table does not exist"):
         read_table_numpy(bq_settings, "no_such_table")

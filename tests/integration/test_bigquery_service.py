@@ -20,6 +20,7 @@ def own_settings(tmp_path):
     service.stop(s)
 
 
+@pytest.mark.emulator  # starts its own emulator
 def test_start_stop_restart_keeps_data(own_settings):
     s = own_settings
     st = service.start(s)
@@ -36,6 +37,7 @@ def test_start_stop_restart_keeps_data(own_settings):
     assert st.log_file.exists() and st.log_file.stat().st_size > 0
 
 
+@pytest.mark.emulator  # starts its own emulator
 def test_stale_pid_file_is_cleaned(own_settings):
     s = own_settings
     s.state_dir.mkdir(parents=True)
@@ -47,6 +49,7 @@ def test_stale_pid_file_is_cleaned(own_settings):
     assert st.pid != dead.pid and service.is_healthy(s)
 
 
+@pytest.mark.emulator  # starts its own emulator
 def test_port_in_use_is_refused(own_settings):
     s = own_settings
     with socket.socket() as blocker:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from mlpipe.config import REPO_ROOT
+from mlpipe.errors import NotFoundError
 from mlpipe.registry import Registry, open_registry
 from mlpipe.registry.storage import LocalStorage
 
@@ -85,6 +86,36 @@ def test_writer_killed_midway_leaves_nothing_visible(tmp_path, fake_models):
     assert [v.name for v in reg.list_versions()] == ["v1"]
     assert reg.push(fake_models[1]).name == "v2"
     _assert_consistent(reg)
+
+
+@pytest.mark.parametrize("point", ["locked", "published"])
+def test_push_killed_inside_the_lock_leaves_the_registry_as_it_was(tmp_path, fake_models, point):
+    """A pusher SIGKILLed while it holds the writer lock (`locked`), or after its version directory
+    was renamed into place but before state.json recorded it (`published`): readers see the registry
+    as it was before the push, and the next writer gets the lock, cleans up and pushes."""
+    reg = open_registry(tmp_path / "r", "mnist")
+    reg.push(fake_models[0])
+    proc = _worker("crash", str(reg.storage.root), str(fake_models[1]), point)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    model_dir = reg.storage.root / "mnist"
+    if point == "published":
+        assert (model_dir / "versions" / "v2").is_dir()  # the kill landed after the rename
+    else:
+        assert list(model_dir.glob(".staging/*/saved_model/saved_model.pb"))  # ... and before it
+    # Readers: only v1, still the default; v2 is not served, listed or resolvable.
+    assert [v.name for v in reg.list_versions()] == ["v1"]
+    assert reg.resolve().name == "v1" and reg.default_version() == "v1"
+    with pytest.raises(NotFoundError, match="has no version 'v2'"):
+        reg.get("v2")
+    # The next writer, in another process, is not blocked by the dead one's lock and cleans up after it.
+    nxt = _worker("push", str(reg.storage.root), str(fake_models[1]))
+    out, err = nxt.communicate(timeout=120)
+    assert nxt.returncode == 0, err
+    assert out.strip() == "v2"
+    assert _assert_consistent(reg) == ["v1", "v2"] and reg.default_version() == "v2"
+    assert reg.get("v2").saved_model_dir.joinpath("saved_model.pb").read_bytes() == (
+        fake_models[1] / "saved_model.pb").read_bytes()
 
 
 def test_four_processes_pushing_and_switching_at_once(tmp_path, fake_models):

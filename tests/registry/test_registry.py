@@ -83,13 +83,13 @@ def test_rollback_and_aliases(reg, fake_models):
     reg.set_alias("champion", "v1")
     reg.set_alias("champion", "v2")  # moving an alias
     assert reg.aliases() == {"champion": "v2"}
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="model 'mnist' has no version 'v7'"):
         reg.set_alias("champion", "v7")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="model 'mnist' has no version 'v7'"):
         reg.set_default("v7")
     assert reg.remove_alias("champion") == "v2"
     assert reg.aliases() == {}
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="model 'mnist' has no alias 'champion'"):
         reg.remove_alias("champion")
 
 
@@ -112,7 +112,7 @@ def test_delete_rules(reg, fake_models):
         reg.resolve()
     # numbers are never reused: a name always means the same model
     assert reg.push(fake_models[1]).name == "v4"
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="has no version 'v2'"):
         reg.delete("v2")
 
 
@@ -162,7 +162,7 @@ def test_metadata_is_validated_before_anything_is_written(reg, fake_models):
 
 
 def test_models_without_the_contract_are_refused(reg, fake_models, tmp_path):
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="SavedModel directory .*missing does not exist"):
         reg.push(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidModelError, match="no saved_model.pb"):

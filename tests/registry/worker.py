@@ -2,13 +2,17 @@
 
 `python -m tests.registry.worker push ROOT SAVED_MODEL` pushes once; `... churn ROOT SAVED_MODEL N SEED`
 pushes N times, moving the default and an alias and deleting at random in between, and prints what it
-pushed and deleted as JSON.
+pushed and deleted as JSON. `... crash ROOT SAVED_MODEL POINT` pushes and SIGKILLs itself at POINT:
+`locked` (just after taking the writer lock, its copy staged) or `published` (the version directory
+renamed into place, state.json not yet written): a real kill at an exact point of the push.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import sys
 
 from mlpipe.errors import NotFoundError, RegistryConflictError
@@ -36,9 +40,29 @@ def churn(reg: Registry, saved_model: str, rounds: int, seed: int) -> dict[str, 
     return {"pushed": pushed, "deleted": deleted}
 
 
+CRASH_POINTS = {"locked": "clean_leftovers", "published": "publish"}
+
+
+def crash_after(storage_cls, point: str) -> None:
+    """Make the storage method named by `point` SIGKILL this process right after it returns."""
+    method = CRASH_POINTS[point]
+    original = getattr(storage_cls, method)
+
+    def then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(storage_cls, method, then_die)
+
+
 def main(argv: list[str]) -> int:
     action, root, saved_model = argv[:3]
     reg = open_registry(root, "mnist")
+    if action == "crash":
+        crash_after(type(reg.storage), argv[3])
+        reg.push(saved_model)
+        return 3  # not reached: the push kills this process
     if action == "push":
         print(reg.push(saved_model).name)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from mlpipe.bigquery.client import query_rows
 from mlpipe.errors import NotFoundError
 from mlpipe.registry import registry_for
+from mlpipe.serving import prediction_log
 from mlpipe.serving.prediction_log import PredictionLogger
 from tests.conftest import make_settings
 from tests.serving.conftest import populate
@@ -80,14 +83,55 @@ def test_predictions_are_logged_to_bigquery(logging_server, mnist_images):
     assert {r["version"] for r in rows} == {"v1", "v2"}
 
 
-def test_logger_never_blocks_and_drops_when_full(tmp_path):
-    settings = make_settings(tmp_path)  # BigQuery ports where nothing listens
+class HungServer:
+    """A real TCP listener that accepts connections and never answers (a hung BigQuery)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            self._conns.append(conn)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()
+
+
+@pytest.fixture
+def hung_bigquery(monkeypatch):
+    # Without the per-call deadline the sender stays inside its first call for as long as the test runs.
+    monkeypatch.setattr(prediction_log, "CALL_DEADLINE_S", 3600.0)
+    server = HungServer()
+    yield server
+    server.close()
+
+
+def test_logging_does_not_block_while_bigquery_hangs(tmp_path, hung_bigquery):
+    settings = make_settings(tmp_path).replace(bq_port=hung_bigquery.port)
     logger = PredictionLogger(settings, flush_rows=5, flush_seconds=60, max_queued=10)
-    started = time.perf_counter()
-    for _ in range(50):
-        logger.log("mnist", "v1", [3, 4], [0.9, 0.8], 1.5, "rid")
-    assert time.perf_counter() - started < 1.0
-    # At most the queue plus the batch the sender holds survive; the rest is dropped at once.
-    assert logger.dropped >= 100 - 10 - 5
-    logger.close(timeout=0)  # the daemon sender gives up on its own; nothing to wait for
-    assert logger.sent == 0
+    for _ in range(5):  # one full batch: the sender takes it and calls BigQuery, which never answers
+        logger.log("mnist", "v1", [3], [0.9], 1.5, "rid")
+    assert hung_bigquery.accepted.wait(60), "the sender never connected to BigQuery"
+
+    # 50 more requests while the sender is stuck: each log() returns at once (a blocking put would wait
+    # on a sender that never comes back, and this thread would never finish).
+    caller = threading.Thread(target=lambda: [logger.log("mnist", "v1", [3, 4], [0.9, 0.8], 1.5, "rid")
+                                              for _ in range(50)], daemon=True)
+    caller.start()
+    caller.join(120)  # a deadlock detector, not a speed limit
+    assert not caller.is_alive(), "PredictionLogger.log blocked on a hung BigQuery"
+    assert logger._thread.is_alive() and logger.sent == 0  # the sender is still waiting for an answer
+    # The queue holds 10 rows; the other 100 - 10 were dropped at once, not waited for.
+    assert logger.dropped == 100 - 10
+    logger.close(timeout=0)

@@ -22,8 +22,13 @@ def test_endpoint_depends_on_target():
 
 
 @pytest.mark.parametrize(
-    "env", [{"MLPIPE_BQ_PORT": "abc"}, {"MLPIPE_BQ_PORT": "70000"}, {"MLPIPE_BQ_TARGET": "moon"}]
+    "env, message",
+    [
+        ({"MLPIPE_BQ_PORT": "abc"}, "bq_port expects a number, got 'abc'"),
+        ({"MLPIPE_BQ_PORT": "70000"}, r"bq_port must be a TCP port \(1-65535\), not 70000"),
+        ({"MLPIPE_BQ_TARGET": "moon"}, "bq_target must be 'local' or 'cloud', not 'moon'"),
+    ],
 )
-def test_bad_values_are_usage_errors(env):
-    with pytest.raises(UsageError):
+def test_bad_values_are_usage_errors(env, message):
+    with pytest.raises(UsageError, match=message):
         load_settings(environ=env)

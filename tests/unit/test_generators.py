@@ -161,19 +161,19 @@ def test_random_shift_moves_digits_without_losing_ink():
 
 
 @pytest.mark.parametrize(
-    "changes",
+    "changes, message",
     [
-        {"families": ("rnn",)},
-        {"families": ()},
-        {"ensemble": "grow+bagging"},
-        {"ensemblers": ("median",)},
-        {"lr_schedule": "step"},
-        {"max_iteration_steps": 0},
-        {"cnn_depth_offsets": (-1, 0)},
+        ({"families": ("rnn",)}, r"families must be a non-empty subset of \('dnn', 'cnn'\)"),
+        ({"families": ()}, "families must be a non-empty subset"),
+        ({"ensemble": "grow+bagging"}, "unknown ensemble strategy 'bagging'"),
+        ({"ensemblers": ("median",)}, "unknown ensembler 'median'"),
+        ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"max_iteration_steps": 0}, "must be positive"),
+        ({"cnn_depth_offsets": (-1, 0)}, "cnn_depth_offsets must be non-negative"),
     ],
 )
-def test_search_space_rejects_unknown_choices(changes):
-    with pytest.raises(ValueError):
+def test_search_space_rejects_unknown_choices(changes, message):
+    with pytest.raises(ValueError, match=message):
         SearchSpace().replace(**changes)
 
 

@@ -1,15 +1,12 @@
 """A tiny real AdaNet search on real MNIST rows, then its search report and plots.
 
 One module-scoped training run (SearchSpace.quick(), ~500 rows, 2 iterations) feeds every test
-here; it must stay well under a minute.
+here. How long it takes is measured in bench/, not asserted here.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import resource
-import time
 
 import numpy as np
 import pytest
@@ -42,11 +39,6 @@ def _input_fn(images: np.ndarray, labels: np.ndarray, batch: int, train: bool):
     return input_fn
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     data = load_mnist()
@@ -59,32 +51,22 @@ def searched(tmp_path_factory):
         eval_input_fn=_input_fn(valid.images[:EVAL_ROWS], valid.labels[:EVAL_ROWS], space.eval_batch_size, False),
     )
     train = data["train"]
-    started, cpu_started = time.monotonic(), _cpu_seconds()
     estimator.train(
         _input_fn(train.images[:TRAIN_ROWS], train.labels[:TRAIN_ROWS], space.batch_size, True),
         max_steps=space.total_steps,
     )
-    train_seconds, train_cpu_seconds = time.monotonic() - started, _cpu_seconds() - cpu_started
     test_fn = _input_fn(test.images[:EVAL_ROWS], test.labels[:EVAL_ROWS], space.eval_batch_size, False)
     y_pred = np.array([int(p["class_ids"][0]) for p in estimator.predict(test_fn, predict_keys=["class_ids"])])
     return {
         "space": space,
         "estimator": estimator,
         "model_dir": model_dir,
-        "train_seconds": train_seconds,
-        "train_cpu_seconds": train_cpu_seconds,
         "y_true": test.labels[:EVAL_ROWS],
         "y_pred": y_pred,
     }
 
 
-def test_tiny_search_trains_two_iterations_quickly_and_learns(searched):
-    # The budget is on CPU seconds: wall time on the shared 2-core machine depends on what else runs
-    # (uncontended the two are close: ~20 s); CPU time is what the search itself costs.
-    logging.getLogger(__name__).info(
-        "quick search: %.1f s wall, %.1f s CPU", searched["train_seconds"], searched["train_cpu_seconds"]
-    )
-    assert searched["train_cpu_seconds"] < 60
+def test_tiny_search_trains_its_step_budget_and_learns(searched):
     space = searched["space"]
     assert int(tf.train.load_variable(searched["model_dir"], "global_step")) == space.total_steps
     # 60 steps on 512 rows: far from MNIST-grade, but well above the 10 % of guessing.
@@ -159,5 +141,5 @@ def test_confusion_matrix_counts_true_by_predicted():
     matrix = confusion_matrix([0, 1, 1, 9], [0, 1, 7, 9])
     assert matrix.shape == (10, 10)
     assert matrix[1, 7] == 1 and matrix[1, 1] == 1 and np.trace(matrix) == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="differ in length"):
         confusion_matrix([0, 1], [0])
