@@ -53,6 +53,10 @@ class PayloadTooLargeError(UsageError):
     """A request body is larger than the server accepts."""
 
 
+class RequestTimeoutError(UsageError):
+    """A request's headers or body did not arrive in time."""
+
+
 class MethodNotAllowedError(UsageError):
     """An HTTP route exists but not for this method."""
 

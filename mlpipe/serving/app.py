@@ -28,6 +28,7 @@ from mlpipe.errors import (
     NotFoundError,
     PayloadTooLargeError,
     RegistryConflictError,
+    RequestTimeoutError,
     ServiceUnavailable,
     UsageError,
 )
@@ -36,13 +37,15 @@ from mlpipe.serving import resources, routes
 from mlpipe.serving.instances import parse_body
 from mlpipe.serving.model_cache import ModelCache, to_predictions
 from mlpipe.serving.prediction_log import PredictionLogger
+from mlpipe.serving.read_guard import BODY_TIMEOUT_S, GUARD
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_500_000
-# An oversized body is read and discarded up to this size so the client gets to read the 413
-# (closing a socket with unread input makes the kernel send a reset instead).
-DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+# An oversized body declared (or sent chunked) up to this size is read and discarded so the client
+# gets to read the 413 (closing a socket with unread input makes the kernel send a reset instead);
+# the read deadline of read_guard bounds the time. A larger declared body is not waited for at all.
+DRAIN_LIMIT_BYTES = 4 * 1024 * 1024
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -105,14 +108,27 @@ class ServingApp:
         return flask.Response(_dumps(doc), status=status, headers=headers, mimetype="application/json")
 
     def _read_body(self, request: flask.Request) -> bytes:
-        length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
-            _drain(request, min(length, DRAIN_LIMIT_BYTES))
-            raise PayloadTooLargeError(_too_large(length))
-        data = request.stream.read(MAX_BODY_BYTES + 1)
-        if len(data) > MAX_BODY_BYTES:
-            _drain(request, DRAIN_LIMIT_BYTES)
-            raise PayloadTooLargeError(_too_large(None))
+        try:
+            length = request.content_length
+            if length is not None and length > MAX_BODY_BYTES:
+                if length <= DRAIN_LIMIT_BYTES:
+                    _drain(request, length)
+                raise PayloadTooLargeError(_too_large(length))
+            data = request.stream.read(MAX_BODY_BYTES + 1)
+            if len(data) > MAX_BODY_BYTES:
+                _drain(request, DRAIN_LIMIT_BYTES)
+                raise PayloadTooLargeError(_too_large(None))
+        except MlpipeError:
+            raise
+        except Exception as e:  # the client's fault: a broken chunk, a short body, a stalled body
+            if GUARD.timed_out():
+                raise RequestTimeoutError(
+                    f"request body not received within {BODY_TIMEOUT_S:.0f}s") from None
+            raise UsageError(f"request body could not be read: {type(e).__name__}") from None
+        finally:
+            GUARD.body_read()
+        if GUARD.timed_out():
+            raise RequestTimeoutError(f"request body not received within {BODY_TIMEOUT_S:.0f}s")
         return data
 
     # ---- registry lookups -----------------------------------------------------------------------
@@ -238,6 +254,8 @@ def status_for(error: MlpipeError) -> int:
         return 413
     if isinstance(error, MethodNotAllowedError):
         return 405
+    if isinstance(error, RequestTimeoutError):
+        return 408
     if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, ServiceUnavailable):

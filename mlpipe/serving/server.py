@@ -1,4 +1,5 @@
-"""`mlpipe serve`: run the serving function in the real functions-framework server (gunicorn)."""
+"""`mlpipe serve`: run the serving function in the real functions-framework server (gunicorn, see
+front.py for its settings)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("main.py")
 TARGET = "predict_http"
+
 
 
 def settings_environ(settings: Settings) -> dict[str, str]:
@@ -34,10 +36,8 @@ def settings_environ(settings: Settings) -> dict[str, str]:
 
 
 def server_command(host: str, port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "functions_framework",
-        "--source", str(SOURCE), "--target", TARGET, "--host", host, "--port", str(port),
-    ]  # fmt: skip
+    """functions-framework's app and gunicorn server, with the settings of `front.py`."""
+    return [sys.executable, "-m", "mlpipe.serving.front", "--host", host, "--port", str(port)]
 
 
 def server_environ(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
