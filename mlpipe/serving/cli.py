@@ -18,7 +18,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from mlpipe.serving.server import serve
 
     settings = registry_settings(args, settings).replace(log_predictions=args.log_predictions)
-    serve(settings, args.host, args.port)
+    serve(settings, args.host, args.port, token=args.token, allowed_hosts=tuple(args.allowed_host))
     return 0  # not reached: serve() replaces the process
 
 
@@ -82,7 +82,13 @@ def register(sub, add_settings_flags) -> None:
         "Prediction (ml v1) and TF Serving REST routes over the model registry.",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1); anything "
+                   "beyond loopback needs --token")
+    p.add_argument("--token", help="writes and predictions must send `Authorization: Bearer TOKEN` "
+                   "(env MLPIPE_SERVE_TOKEN; required beyond loopback, at least 16 characters)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name clients use to reach the server, besides the loopback names and "
+                   "--host (repeatable; others get 403, which stops DNS rebinding)")
     p.add_argument("--no-log-predictions", dest="log_predictions", action="store_false", default=None,
                    help="do not append predictions to BigQuery DATASET.predictions "
                    "(env MLPIPE_LOG_PREDICTIONS=0)")

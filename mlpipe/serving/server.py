@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mlpipe.config import ENV_VARS, Settings
 from mlpipe.errors import ServiceStateError, UsageError
+from mlpipe.serving.guard import ENV_ALLOWED_HOSTS, ENV_TOKEN, LOOPBACK_NAMES, is_loopback, normalize_host
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,42 @@ def server_command(host: str, port: int) -> list[str]:
 def server_environ(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(settings_environ(settings))
+    # 64 threads would get up to 8 × cores glibc malloc arenas, and freed batch memory stays
+    # scattered over them (RSS that only grows); two arenas keep it reusable.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def edge_environ(host: str, token: str | None, allowed_hosts: tuple[str, ...] = ()) -> dict[str, str]:
+    """The guard's configuration for a server bound to `host` (see guard.py); refuses to expose
+    write routes beyond loopback without a token."""
+    token = token if token is not None else os.environ.get(ENV_TOKEN) or None
+    if not is_loopback(host) and not token:
+        raise UsageError(
+            f"--host {host} makes the server reachable beyond this machine, where anyone could change "
+            f"the registry; give a token (--token or {ENV_TOKEN}) that writes must send as "
+            "`Authorization: Bearer TOKEN`, or bind to 127.0.0.1"
+        )
+    if token is not None and len(token) < 16:
+        raise UsageError("the serving token must be at least 16 characters")
+    names = [*LOOPBACK_NAMES, *allowed_hosts]
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(host)
+    env = {ENV_ALLOWED_HOSTS: ",".join(normalize_host(n) for n in names)}
+    if token:
+        env[ENV_TOKEN] = token
+    return env
+
+
+def serve(settings: Settings, host: str, port: int, token: str | None = None,
+          allowed_hosts: tuple[str, ...] = ()) -> None:
     """Replace this process with the server (so signals and exit codes are the server's own)."""
     if not 0 < port < 65536:
         raise UsageError(f"--port must be 1-65535, not {port}")
+    edge = edge_environ(host, token, allowed_hosts)
+    if not is_loopback(host):
+        log.warning("serving beyond loopback on %s:%d: writes need the token; Host must be one of %s",
+                    host, port, edge[ENV_ALLOWED_HOSTS])
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
         try:
@@ -59,4 +89,4 @@ def serve(settings: Settings, host: str, port: int) -> None:
     log.info("serving %s (model %s, project %s) on http://%s:%d", settings.registry_location,
              settings.model_name, settings.project, host, port)
     cmd = server_command(host, port)
-    os.execve(cmd[0], cmd, server_environ(settings))
+    os.execve(cmd[0], cmd, {**server_environ(settings), **edge})
