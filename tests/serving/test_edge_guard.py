@@ -4,6 +4,7 @@ names are refused before anything is read or changed; a token is required when c
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -87,18 +88,40 @@ def test_every_mutating_route_refuses_cross_site_requests(serving, change, statu
     assert calls == []  # the handler of the added route never ran
 
 
-def test_same_origin_with_token_passes_and_is_logged(serving, caplog):
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_same_origin_with_token_passes_and_is_logged(serving):
     serving_app, calls = serving
-    caplog.set_level("INFO", logger="mlpipe.serving.app")
-    resp = _call(serving_app, "POST", "/v1/extra/x:poke",
-                 {**GOOD, "Origin": "http://127.0.0.1:8080", "User-Agent": "curl/8"})
-    assert resp.status_code == 200 and calls == [{"thing": "x"}]
-    # Not only successes: refused and failed changes are logged with their caller too.
-    _call(serving_app, "DELETE", f"{ML}/versions/v1", {**GOOD, "Origin": "http://evil.example"})
-    changes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HTTP change")]
-    assert len(changes) == 2
+    # A handler of its own on the logger: the CLI's quiet filter (installed on the root handlers by
+    # in-process CLI tests) would hide INFO records from caplog.
+    logger, handler = logging.getLogger("mlpipe.serving.app"), _Records()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        _poke_and_delete(serving_app)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    changes = [r.getMessage() for r in handler.records if r.getMessage().startswith("HTTP change")]
+    assert len(changes) == 2 and calls == [{"thing": "x"}]
     assert "POST /v1/extra/x:poke by " in changes[0] and "'curl/8'" in changes[0] and "→ 200" in changes[0]
     assert "DELETE" in changes[1] and "evil.example" in changes[1] and "→ 403" in changes[1]
+
+
+def _poke_and_delete(serving_app):
+    resp = _call(serving_app, "POST", "/v1/extra/x:poke",
+                 {**GOOD, "Origin": "http://127.0.0.1:8080", "User-Agent": "curl/8"})
+    assert resp.status_code == 200
+    # Not only successes: refused and failed changes are logged with their caller too.
+    _call(serving_app, "DELETE", f"{ML}/versions/v1", {**GOOD, "Origin": "http://evil.example"})
 
 
 def test_reads_need_no_token_but_a_known_host(serving):
