@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from mlpipe.errors import UsageError
+
+# Google Cloud project IDs (optionally domain-scoped, `example.com:my-project`) and BigQuery dataset
+# names, checked where they enter so they never reach a URL or SQL unchecked.
+_PROJECT_RE = re.compile(r"(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DATASET_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
 
 BigQueryTarget = Literal["local", "cloud"]
 PushTarget = Literal["ai_platform", "vertex"]
@@ -97,6 +103,16 @@ class Settings:
                 raise UsageError(f"{name} must be a TCP port (1-65535), not {port}")
         if not self.project or not self.dataset:
             raise UsageError("project and dataset must not be empty")
+        if not _PROJECT_RE.fullmatch(self.project):
+            raise UsageError(
+                f"invalid project {self.project[:80]!r}: a Google Cloud project ID is lowercase "
+                "letters, digits and hyphens, starting with a letter (optionally DOMAIN:ID)"
+            )
+        if not _DATASET_RE.fullmatch(self.dataset):
+            raise UsageError(
+                f"invalid dataset {self.dataset[:80]!r}: use letters, digits and underscores "
+                "(at most 1024)"
+            )
 
     @property
     def bq_endpoint(self) -> str | None:

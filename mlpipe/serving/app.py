@@ -319,7 +319,8 @@ def _int_param(request: flask.Request, name: str, default: int, low: int, high: 
     text = request.args.get(name)
     if text in (None, ""):
         return default
-    if not text.isdigit() or not low <= int(text) <= max(low, high):
+    # ASCII digits only ('²'.isdigit() is true) and short (int() refuses 4,300+ digit strings).
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= max(low, high):
         raise UsageError(f"query parameter {name} must be an integer in {low}..{max(low, high)}")
     return int(text)
 

@@ -120,3 +120,23 @@ def test_concurrent_first_requests_load_a_version_once(three_versions):
         t.join(timeout=120)
     assert errors == [] and len(got) == 8 and len({id(m) for m in got}) == 1
     assert cache.loads == 1, f"{cache.loads} loads in {time.monotonic() - started:.1f}s"
+
+
+# ---- query parameters: 400, never 500 (row 7) ----------------------------------------------------
+
+@pytest.mark.parametrize("query", ["pageSize=²", "pageSize=٣", "pageToken=" + "9" * 5000, "pageSize=1e3",
+                                   "pageSize=-1", "pageSize= 5"])
+def test_weird_page_parameters_are_400(three_versions, tmp_path, query):
+    import flask
+
+    from mlpipe.serving.app import ServingApp
+    from mlpipe.serving.guard import EdgePolicy
+    from tests.conftest import make_settings
+
+    reg, _ = three_versions
+    settings = make_settings(tmp_path, log_predictions=False, registry_root=reg.location)
+    serving = ServingApp(settings, EdgePolicy())
+    with flask.Flask("t").test_request_context(f"/v1/projects/local-project/models/mnist/versions?{query}"):
+        resp = serving.handle(flask.request)
+    assert resp.status_code == 400, resp.get_data()
+    assert "must be an integer" in resp.get_json()["error"]
