@@ -40,8 +40,6 @@ class Predictions:
 class PredictionClient:
     def __init__(self, base_url: str = DEFAULT_URL, project: str = "local-project", model: str = "mnist",
                  timeout: float = 60.0, token: str | None = None) -> None:
-        import os
-
         import requests
 
         self.base_url = base_url.rstrip("/")
@@ -49,8 +47,7 @@ class PredictionClient:
         self.model = model
         self.timeout = timeout
         self._session = requests.Session()  # keep-alive across batches
-        token = token or os.environ.get("MLPIPE_SERVE_TOKEN")  # a server beyond loopback wants it
-        if token:
+        if token:  # a server beyond loopback wants it for predictions (`mlpipe serve --token`)
             self._session.headers["Authorization"] = f"Bearer {token}"
 
     # ---- public API -----------------------------------------------------------------------------

@@ -40,6 +40,10 @@ ENV_VARS: dict[str, str] = {
     "MLPIPE_REGISTRY_ROOT": "registry_root",
     "MLPIPE_MODEL": "model_name",
     "MLPIPE_LOG_PREDICTIONS": "log_predictions",
+    # `mlpipe serve`'s edge guard (mlpipe/serving/guard.py): writes need this token when it is set;
+    # comma-separated Host names the server answers to (empty: any, e.g. behind Cloud Functions).
+    "MLPIPE_SERVE_TOKEN": "serve_token",
+    "MLPIPE_SERVE_ALLOWED_HOSTS": "serve_allowed_hosts",
     # Google Cloud: read by `mlpipe compile-vertex` / vertex_runner.py (pipeline.cloud_config.CloudConfig).
     "MLPIPE_REGION": "region",
     "MLPIPE_GCS_ROOT": "gcs_root",
@@ -80,6 +84,8 @@ class Settings:
     pipeline_name: str = "mnist-automl"
     # Append every served prediction to `dataset.predictions` (batched, off the request path).
     log_predictions: bool = True
+    serve_token: str = dataclasses.field(default="", repr=False)  # never shown in logs or reprs
+    serve_allowed_hosts: str = ""
     # ---- Google Cloud (managed runs); validated together by pipeline.cloud_config.CloudConfig, so that
     # local commands never require them.
     region: str = "us-central1"

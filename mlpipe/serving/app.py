@@ -77,7 +77,7 @@ class Answer:
 class ServingApp:
     def __init__(self, settings: Settings, policy: EdgePolicy | None = None) -> None:
         self.settings = settings
-        self.policy = EdgePolicy.from_environ() if policy is None else policy
+        self.policy = EdgePolicy.from_settings(settings) if policy is None else policy
         self.registry = open_registry(settings.registry_location, settings.model_name)
         self.cache = ModelCache(self.registry.local_saved_model)
         self.prediction_log = PredictionLogger(settings) if settings.log_predictions else None

@@ -25,11 +25,11 @@ On Cloud Functions none of the MLPIPE_SERVE_* variables is set: the platform's I
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mlpipe.config import Settings
 from mlpipe.errors import AuthenticationError, ForbiddenError, UnsupportedMediaTypeError
 
 ENV_TOKEN = "MLPIPE_SERVE_TOKEN"
@@ -46,11 +46,10 @@ class EdgePolicy:
     allowed_hosts: frozenset[str] | None = None  # None: any Host (a platform in front checks)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> EdgePolicy:
-        env = os.environ if environ is None else environ
-        hosts = env.get(ENV_ALLOWED_HOSTS)
+    def from_settings(cls, settings: Settings) -> EdgePolicy:
+        hosts = settings.serve_allowed_hosts
         allowed = frozenset(normalize_host(h) for h in hosts.split(",") if h.strip()) if hosts else None
-        return cls(token=env.get(ENV_TOKEN) or None, allowed_hosts=allowed)
+        return cls(token=settings.serve_token or None, allowed_hosts=allowed)
 
     def check(self, method: str, headers: Mapping[str, str]) -> None:
         """Raise a 401/403/415 error for a request this server must not act on."""

@@ -51,9 +51,8 @@ def server_environ(settings: Settings, base: dict[str, str] | None = None) -> di
 
 
 def edge_environ(host: str, token: str | None, allowed_hosts: tuple[str, ...] = ()) -> dict[str, str]:
-    """The guard's configuration for a server bound to `host` (see guard.py); refuses to expose
-    write routes beyond loopback without a token."""
-    token = token if token is not None else os.environ.get(ENV_TOKEN) or None
+    """The guard's configuration (see guard.py) for a server bound to `host`, as the MLPIPE_SERVE_*
+    variables; refuses to expose write routes beyond loopback without a token."""
     if not is_loopback(host) and not token:
         raise UsageError(
             f"--host {host} makes the server reachable beyond this machine, where anyone could change "
@@ -71,12 +70,11 @@ def edge_environ(host: str, token: str | None, allowed_hosts: tuple[str, ...] = 
     return env
 
 
-def serve(settings: Settings, host: str, port: int, token: str | None = None,
-          allowed_hosts: tuple[str, ...] = ()) -> None:
+def serve(settings: Settings, host: str, port: int, allowed_hosts: tuple[str, ...] = ()) -> None:
     """Replace this process with the server (so signals and exit codes are the server's own)."""
     if not 0 < port < 65536:
         raise UsageError(f"--port must be 1-65535, not {port}")
-    edge = edge_environ(host, token, allowed_hosts)
+    edge = edge_environ(host, settings.serve_token or None, allowed_hosts)
     if not is_loopback(host):
         log.warning("serving beyond loopback on %s:%d: writes need the token; Host must be one of %s",
                     host, port, edge[ENV_ALLOWED_HOSTS])

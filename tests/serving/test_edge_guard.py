@@ -177,6 +177,10 @@ def test_edge_environment_of_mlpipe_serve(monkeypatch):
     assert "MLPIPE_SERVE_TOKEN" not in env and "localhost" in env["MLPIPE_SERVE_ALLOWED_HOSTS"]
     env = edge_environ("0.0.0.0", TOKEN, ("box.lan",))
     assert env["MLPIPE_SERVE_TOKEN"] == TOKEN
-    assert EdgePolicy.from_environ(env).allowed_hosts == {"localhost", "127.0.0.1", "::1", "box.lan"}
+    from mlpipe.config import load_settings
+
+    policy = EdgePolicy.from_settings(load_settings(environ=env))
+    assert policy.allowed_hosts == {"localhost", "127.0.0.1", "::1", "box.lan"} and policy.token == TOKEN
+    assert TOKEN not in repr(load_settings(environ=env))
     with pytest.raises(UsageError, match="16 characters"):
         edge_environ("0.0.0.0", "short")
