@@ -39,7 +39,7 @@ class Predictions:
 
 class PredictionClient:
     def __init__(self, base_url: str = DEFAULT_URL, project: str = "local-project", model: str = "mnist",
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, token: str | None = None) -> None:
         import requests
 
         self.base_url = base_url.rstrip("/")
@@ -47,6 +47,8 @@ class PredictionClient:
         self.model = model
         self.timeout = timeout
         self._session = requests.Session()  # keep-alive across batches
+        if token:  # a server beyond loopback wants it for predictions (`mlpipe serve --token`)
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     # ---- public API -----------------------------------------------------------------------------
 

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from mlpipe.errors import UsageError
+
+# Google Cloud project IDs (optionally domain-scoped, `example.com:my-project`) and BigQuery dataset
+# names, checked where they enter so they never reach a URL or SQL unchecked.
+_PROJECT_RE = re.compile(r"(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DATASET_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
 
 BigQueryTarget = Literal["local", "cloud"]
 PushTarget = Literal["ai_platform", "vertex"]
@@ -34,6 +40,10 @@ ENV_VARS: dict[str, str] = {
     "MLPIPE_REGISTRY_ROOT": "registry_root",
     "MLPIPE_MODEL": "model_name",
     "MLPIPE_LOG_PREDICTIONS": "log_predictions",
+    # `mlpipe serve`'s edge guard (mlpipe/serving/guard.py): writes need this token when it is set;
+    # comma-separated Host names the server answers to (empty: any, e.g. behind Cloud Functions).
+    "MLPIPE_SERVE_TOKEN": "serve_token",
+    "MLPIPE_SERVE_ALLOWED_HOSTS": "serve_allowed_hosts",
     # Google Cloud: read by `mlpipe compile-vertex` / vertex_runner.py (pipeline.cloud_config.CloudConfig).
     "MLPIPE_REGION": "region",
     "MLPIPE_GCS_ROOT": "gcs_root",
@@ -74,6 +84,8 @@ class Settings:
     pipeline_name: str = "mnist-automl"
     # Append every served prediction to `dataset.predictions` (batched, off the request path).
     log_predictions: bool = True
+    serve_token: str = dataclasses.field(default="", repr=False)  # never shown in logs or reprs
+    serve_allowed_hosts: str = ""
     # ---- Google Cloud (managed runs); validated together by pipeline.cloud_config.CloudConfig, so that
     # local commands never require them.
     region: str = "us-central1"
@@ -97,6 +109,16 @@ class Settings:
                 raise UsageError(f"{name} must be a TCP port (1-65535), not {port}")
         if not self.project or not self.dataset:
             raise UsageError("project and dataset must not be empty")
+        if not _PROJECT_RE.fullmatch(self.project):
+            raise UsageError(
+                f"invalid project {self.project[:80]!r}: a Google Cloud project ID is lowercase "
+                "letters, digits and hyphens, starting with a letter (optionally DOMAIN:ID)"
+            )
+        if not _DATASET_RE.fullmatch(self.dataset):
+            raise UsageError(
+                f"invalid dataset {self.dataset[:80]!r}: use letters, digits and underscores "
+                "(at most 1024)"
+            )
 
     @property
     def bq_endpoint(self) -> str | None:

@@ -53,6 +53,22 @@ class PayloadTooLargeError(UsageError):
     """A request body is larger than the server accepts."""
 
 
+class RequestTimeoutError(UsageError):
+    """A request's headers or body did not arrive in time."""
+
+
+class ForbiddenError(UsageError):
+    """An HTTP request this server refuses to act on (cross-site, or a Host it does not answer to)."""
+
+
+class AuthenticationError(UsageError):
+    """An HTTP request that needs the server's token came without it."""
+
+
+class UnsupportedMediaTypeError(UsageError):
+    """An HTTP request body of a type the server does not accept."""
+
+
 class MethodNotAllowedError(UsageError):
     """An HTTP route exists but not for this method."""
 

@@ -1,7 +1,13 @@
 """Start, stop and inspect the local BigQuery emulator (`local-bigquery`) as a background service.
 
 The emulator needs Python ≥ 3.13, so it lives in its own venv (`.venv-bq/`) and runs as a separate
-process: REST on `bq_port`, Storage Read API (gRPC) on `bq_grpc_port`, both bound to 127.0.0.1.
+process: REST on `bq_port`, Storage Read API (gRPC) on `bq_grpc_port`, both bound to 127.0.0.1,
+through `emulator_main.py`, which fences DuckDB's file access to the data directory.
+
+The PID file records the process's PID, its start time (/proc/PID/stat, clock ticks since boot) and
+command line. `stop` and `status` trust a PID only if all three still match: a PID file naming some
+other process (a recycled PID, a hand-edited file, `0` or a negative number) is removed as stale and
+nothing is signalled.
 """
 
 from __future__ import annotations
@@ -38,11 +44,82 @@ class ServiceStatus:
     log_file: Path
 
 
-def _read_pid(settings: Settings) -> int | None:
+LAUNCHER = Path(__file__).with_name("emulator_main.py")
+
+
+@dataclass(frozen=True)
+class _PidRecord:
+    pid: int
+    start_ticks: int | None
+    cmdline: tuple[str, ...]
+
+
+def _proc_start_ticks(pid: int) -> int | None:
     try:
-        return int(settings.bq_pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
         return None
+
+
+def _proc_cmdline(pid: int) -> tuple[str, ...]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+    except OSError:
+        return ()
+
+
+def _read_record(settings: Settings) -> _PidRecord | None:
+    """The PID file, or None if there is none or it is unreadable (then it is removed)."""
+    try:
+        text = settings.bq_pid_file.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ServiceStateError(f"cannot read {settings.bq_pid_file}: {e.strerror}") from None
+    try:
+        doc = json.loads(text)
+        if isinstance(doc, int):  # a PID file of an older mlpipe: a bare number
+            doc = {"pid": doc}
+        record = _PidRecord(int(doc["pid"]), doc.get("start_ticks"), tuple(doc.get("cmdline", ())))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("removing unreadable PID file %s", settings.bq_pid_file)
+        settings.bq_pid_file.unlink(missing_ok=True)
+        return None
+    return record
+
+
+def _is_our_emulator(record: _PidRecord, settings: Settings) -> bool:
+    """True only for a live process with the recorded start time running the emulator on our port."""
+    if record.pid <= 1 or not pid_alive(record.pid):
+        return False
+    if record.start_ticks is not None and _proc_start_ticks(record.pid) != record.start_ticks:
+        return False
+    cmdline = _proc_cmdline(record.pid)
+    if record.cmdline and cmdline != record.cmdline:
+        return False
+    runs_emulator = any(a.endswith(("local-bigquery", LAUNCHER.name)) for a in cmdline)
+    return runs_emulator and str(settings.bq_port) in cmdline
+
+
+def _read_pid(settings: Settings) -> int | None:
+    """The emulator's PID if the PID file names our running emulator; a stale file is removed."""
+    record = _read_record(settings)
+    if record is None:
+        return None
+    if _is_our_emulator(record, settings):
+        return record.pid
+    log.info("removing stale PID file %s (pid %d is not this emulator)", settings.bq_pid_file, record.pid)
+    settings.bq_pid_file.unlink(missing_ok=True)
+    return None
+
+
+def _write_record(settings: Settings, pid: int) -> None:
+    record = {"pid": pid, "start_ticks": _proc_start_ticks(pid), "cmdline": list(_proc_cmdline(pid))}
+    tmp = settings.bq_pid_file.with_name(settings.bq_pid_file.name + ".tmp")
+    tmp.write_text(json.dumps(record) + "\n")
+    os.replace(tmp, settings.bq_pid_file)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -68,10 +145,9 @@ def is_healthy(settings: Settings, timeout: float = 2.0) -> bool:
 
 def status(settings: Settings) -> ServiceStatus:
     pid = _read_pid(settings)
-    running = pid is not None and pid_alive(pid)
     return ServiceStatus(
-        running=running,
-        pid=pid if running else None,
+        running=pid is not None,
+        pid=pid,
         endpoint=settings.bq_endpoint or "https://bigquery.googleapis.com",
         grpc_endpoint=settings.bq_grpc_endpoint,
         data_dir=settings.bq_data_dir,
@@ -88,14 +164,14 @@ def start(settings: Settings) -> ServiceStatus:
         raise EnvironmentSetupError(
             f"the BigQuery emulator is not installed at {binary}; run `make setup` first"
         )
-    pid = _read_pid(settings)
+    pid = _read_pid(settings)  # a stale PID file is removed here
     if pid is not None:
-        if pid_alive(pid):
-            raise ServiceStateError(
-                f"the local BigQuery service is already running (pid {pid}) at {settings.bq_endpoint}"
-            )
-        log.info("removing stale PID file for pid %d", pid)
-        settings.bq_pid_file.unlink(missing_ok=True)
+        raise ServiceStateError(
+            f"the local BigQuery service is already running (pid {pid}) at {settings.bq_endpoint}"
+        )
+    python = binary.with_name("python")
+    if not python.exists():
+        raise EnvironmentSetupError(f"the emulator's Python is missing at {python}; run `make setup`")
     for port in (settings.bq_port, settings.bq_grpc_port):
         if not _port_free(settings.bq_host, port):
             raise ServiceStateError(
@@ -106,7 +182,7 @@ def start(settings: Settings) -> ServiceStatus:
     log_path = settings.bq_log_file
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        str(binary), "serve",
+        str(python), str(LAUNCHER), "serve",
         "--host", settings.bq_host,
         "--port", str(settings.bq_port),
         "--grpc-port", str(settings.bq_grpc_port),
@@ -122,7 +198,7 @@ def start(settings: Settings) -> ServiceStatus:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the CLI process; stopped via the PID file
         )
-    settings.bq_pid_file.write_text(f"{proc.pid}\n")
+    _write_record(settings, proc.pid)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -143,16 +219,14 @@ def start(settings: Settings) -> ServiceStatus:
 
 
 def stop(settings: Settings) -> bool:
-    """Stop the service if it runs; returns whether anything was stopped."""
+    """Stop the service if it runs; returns whether anything was stopped. Only a process verified
+    to be the emulator this state dir started is signalled (see the module docstring)."""
     pid = _read_pid(settings)
     if pid is None:
         return False
-    stopped = False
-    if pid_alive(pid):
-        _terminate(pid)
-        stopped = True
+    _terminate(pid)
     settings.bq_pid_file.unlink(missing_ok=True)
-    return stopped
+    return True
 
 
 def ensure_running(settings: Settings) -> None:
@@ -166,13 +240,20 @@ def ensure_running(settings: Settings) -> None:
 
 
 def _terminate(pid: int) -> None:
+    if pid <= 1:  # 0 and -1 would signal our own group or every process we may signal
+        raise ServiceStateError(f"refusing to signal pid {pid}")
+    try:
+        own_group = os.getpgid(pid) == pid  # started with start_new_session: leads its group
+    except ProcessLookupError:
+        return
     for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(pid, sig)
+            if own_group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             return
-        except PermissionError:
-            os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             _reap(pid)

@@ -104,6 +104,8 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
             raise NotFoundError(f"metadata file {args.metadata} does not exist") from None
         except ValueError as e:
             raise UsageError(f"metadata file {args.metadata} is not valid JSON: {e}") from None
+        except RecursionError:
+            raise UsageError(f"metadata file {args.metadata} is nested too deeply") from None
     if args.description:
         metadata = {**metadata, "description": args.description}
     v = _registry(args, settings).push(args.saved_model_dir, metadata, promote=args.promote)

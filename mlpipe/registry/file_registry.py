@@ -27,7 +27,7 @@ from mlpipe.registry.api import VersionInfo
 from mlpipe.registry.metadata import PushMetadata
 from mlpipe.registry.names import validate_name, version_name, version_number
 from mlpipe.registry.signature_check import check_contract
-from mlpipe.registry.storage import Storage
+from mlpipe.registry.storage import Storage, check_plain_tree
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class FileRegistry:
         src = Path(saved_model_dir)
         if not src.is_dir():
             raise NotFoundError(f"SavedModel directory {src} does not exist")
+        check_plain_tree(src)
         signatures = check_contract(src)
         meta = metadata if isinstance(metadata, PushMetadata) else PushMetadata.from_dict(metadata or {})
         staging = self.storage.stage_copy(src, self.model, SAVED_MODEL)
@@ -179,6 +180,7 @@ class FileRegistry:
         """Make `version` the default (also the way to roll back to an older version)."""
         validate_name("version", version)
         with self.storage.lock():
+            self.storage.clean_leftovers(self.model)
             state = self._state()
             self._require_version(version)
             state.default = version
@@ -189,6 +191,7 @@ class FileRegistry:
         validate_name("alias", alias)
         validate_name("version", version)
         with self.storage.lock():
+            self.storage.clean_leftovers(self.model)
             state = self._state()
             self._require_version(version)
             state.aliases[alias] = version
@@ -199,6 +202,7 @@ class FileRegistry:
         """Drop `alias`; returns the version it pointed at."""
         validate_name("alias", alias)
         with self.storage.lock():
+            self.storage.clean_leftovers(self.model)
             state = self._state()
             if alias not in state.aliases:
                 self._require_model()
@@ -212,6 +216,7 @@ class FileRegistry:
         version an alias points at: serving must never lose the model it answers with."""
         validate_name("version", version)
         with self.storage.lock():
+            self.storage.clean_leftovers(self.model)
             state = self._state()
             self._require_version(version)
             others = [v for v in self.storage.list_dirs(self._versions) if v != version and state.records(v)]

@@ -23,13 +23,14 @@ import json
 import logging
 import os
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlpipe.errors import UsageError
+from mlpipe.errors import DataIntegrityError, InvalidModelError, UsageError
 from mlpipe.procutil import pid_alive
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,10 @@ class LocalStorage(Storage):
                 data = json.load(fh)
         except FileNotFoundError:
             return None
+        except (ValueError, RecursionError) as e:
+            raise DataIntegrityError(
+                f"{path} is corrupt ({type(e).__name__}: {str(e)[:80]}); restore it from a backup"
+            ) from None
         with self._cache_lock:
             self._json_cache[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
         return data
@@ -231,9 +236,20 @@ class LocalStorage(Storage):
         shutil.rmtree(staging, ignore_errors=True)
 
     def clean_leftovers(self, parent: str | Path) -> None:
-        """Remove trash and staging dirs of writers that died (call with the lock held)."""
+        """Remove trash, staging dirs and temporary JSON files of writers that died (call with the
+        lock held; every registry write does)."""
         base = self._abs(parent)
         shutil.rmtree(base / TRASH, ignore_errors=True)
+        try:
+            tmp_files = [e for e in os.scandir(base) if e.name.startswith(".") and e.name.endswith(".tmp")]
+        except FileNotFoundError:
+            return
+        for entry in tmp_files:  # .state.json.PID-HEX.tmp of write_json
+            pid = entry.name[: -len(".tmp")].rsplit(".", 1)[-1].split("-", 1)[0]
+            if not (pid.isdigit() and pid_alive(int(pid))):
+                log.info("removing leftover of an interrupted write: %s", entry.path)
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
         try:
             entries = list(os.scandir(base / STAGING))
         except FileNotFoundError:
@@ -243,6 +259,25 @@ class LocalStorage(Storage):
             if not (pid.isdigit() and pid_alive(int(pid))):
                 log.info("removing leftover of an interrupted push: %s", entry.path)
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def check_plain_tree(src: Path) -> None:
+    """Refuse a tree holding anything but directories and regular files: a symlink would be copied as
+    the file it points to (`assets/x -> /etc/hostname` would put that file into the registry), and a
+    FIFO or device would block or fail the copy."""
+    for dirpath, dirnames, filenames in os.walk(src):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                raise InvalidModelError(
+                    f"{path.relative_to(src)} in {src} is a symlink (to {os.readlink(path)}); the "
+                    "registry copies only regular files — copy the target in instead"
+                )
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                raise InvalidModelError(
+                    f"{path.relative_to(src)} in {src} is not a regular file (a FIFO, socket or device)"
+                )
 
 
 def _fsync_dir(path: Path) -> None:

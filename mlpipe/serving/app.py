@@ -23,27 +23,40 @@ import flask
 from mlpipe.config import Settings, load_settings
 from mlpipe.display import display_path
 from mlpipe.errors import (
+    AuthenticationError,
+    ForbiddenError,
     MethodNotAllowedError,
     MlpipeError,
     NotFoundError,
     PayloadTooLargeError,
     RegistryConflictError,
+    RequestTimeoutError,
     ServiceUnavailable,
+    UnsupportedMediaTypeError,
     UsageError,
 )
 from mlpipe.registry import Registry, VersionInfo, open_registry, validate_name
 from mlpipe.serving import resources, routes
+from mlpipe.serving.guard import MUTATING, EdgePolicy
 from mlpipe.serving.instances import parse_body
 from mlpipe.serving.model_cache import ModelCache, to_predictions
 from mlpipe.serving.prediction_log import PredictionLogger
+from mlpipe.serving.read_guard import BODY_TIMEOUT_S, GUARD
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_500_000
-# An oversized body is read and discarded up to this size so the client gets to read the 413
-# (closing a socket with unread input makes the kernel send a reset instead).
-DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+# An oversized body declared (or sent chunked) up to this size is read and discarded so the client
+# gets to read the 413 (closing a socket with unread input makes the kernel send a reset instead);
+# the read deadline of read_guard bounds the time. A larger declared body is not waited for at all.
+DRAIN_LIMIT_BYTES = 4 * 1024 * 1024
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
+# Predictions (parse + model) running at once; more wait up to PREDICTION_QUEUE_S, then 503 with
+# Retry-After. The front has many threads so slow clients cannot starve it; this keeps those threads
+# from all decoding and predicting at once (memory grows with concurrent batches, the CPUs do not).
+MAX_CONCURRENT_PREDICTIONS = 4
+PREDICTION_QUEUE_S = 30.0
+RETRY_AFTER_S = 2
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -62,11 +75,13 @@ class Answer:
 
 
 class ServingApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: EdgePolicy | None = None) -> None:
         self.settings = settings
+        self.policy = EdgePolicy.from_settings(settings) if policy is None else policy
         self.registry = open_registry(settings.registry_location, settings.model_name)
         self.cache = ModelCache(self.registry.local_saved_model)
         self.prediction_log = PredictionLogger(settings) if settings.log_predictions else None
+        self._prediction_slots = threading.BoundedSemaphore(MAX_CONCURRENT_PREDICTIONS)
         log.info("serving registry %s (project %s, prediction log %s)", display_path(self.registry.location),
                  settings.project, self.prediction_log.table_id if self.prediction_log else "off")
 
@@ -77,8 +92,12 @@ class ServingApp:
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex
         headers = {"X-Request-Id": request_id}
+        change = request.method in MUTATING
+        status = 500
         try:
-            # The body first, bounded: the framework reads whatever is left after any answer.
+            # Who may ask first (headers only), for every route and method; then the body, bounded
+            # (the framework reads whatever is left after any answer).
+            self.policy.check(request.method, request.headers)
             body = self._read_body(request)
             raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
             routes.check_traversal(raw.split("?", 1)[0], request.path)
@@ -86,6 +105,7 @@ class ServingApp:
             if match.handler is routes.OPTIONS:
                 return flask.Response(status=204, headers={**headers, "Allow": ", ".join(match.allowed)})
             call = Call(request, body, request_id)
+            change = change and match.handler not in COMPUTE_ONLY
             answer = match.handler(self, call, **match.params)
             status, doc = answer.status, answer.doc
             headers.update(answer.headers)
@@ -93,6 +113,10 @@ class ServingApp:
             status, doc = status_for(e), {"error": str(e)}
             if isinstance(e, MethodNotAllowedError):
                 headers["Allow"] = ", ".join(e.allowed)
+            if isinstance(e, AuthenticationError):
+                headers["WWW-Authenticate"] = 'Bearer realm="mlpipe serve"'
+            if isinstance(e, ServiceUnavailable):
+                headers["Retry-After"] = str(getattr(e, "retry_after", RETRY_AFTER_S))
             log.debug("%s %s → %d %s", request.method, request.path[:200], status, e)
             if isinstance(e, PayloadTooLargeError):
                 # Streamed, so the framework does not buffer the rest of the oversized body.
@@ -102,17 +126,33 @@ class ServingApp:
             log.exception("unhandled error in %s %s (request id %s)", request.method,
                           request.path[:200], request_id)
             status, doc = 500, {"error": f"internal server error (request id {request_id})"}
+        finally:
+            if change:
+                _log_change(request, status, request_id)
         return flask.Response(_dumps(doc), status=status, headers=headers, mimetype="application/json")
 
     def _read_body(self, request: flask.Request) -> bytes:
-        length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
-            _drain(request, min(length, DRAIN_LIMIT_BYTES))
-            raise PayloadTooLargeError(_too_large(length))
-        data = request.stream.read(MAX_BODY_BYTES + 1)
-        if len(data) > MAX_BODY_BYTES:
-            _drain(request, DRAIN_LIMIT_BYTES)
-            raise PayloadTooLargeError(_too_large(None))
+        try:
+            length = request.content_length
+            if length is not None and length > MAX_BODY_BYTES:
+                if length <= DRAIN_LIMIT_BYTES:
+                    _drain(request, length)
+                raise PayloadTooLargeError(_too_large(length))
+            data = request.stream.read(MAX_BODY_BYTES + 1)
+            if len(data) > MAX_BODY_BYTES:
+                _drain(request, DRAIN_LIMIT_BYTES)
+                raise PayloadTooLargeError(_too_large(None))
+        except MlpipeError:
+            raise
+        except Exception as e:  # the client's fault: a broken chunk, a short body, a stalled body
+            if GUARD.timed_out():
+                raise RequestTimeoutError(
+                    f"request body not received within {BODY_TIMEOUT_S:.0f}s") from None
+            raise UsageError(f"request body could not be read: {type(e).__name__}") from None
+        finally:
+            GUARD.body_read()
+        if GUARD.timed_out():
+            raise RequestTimeoutError(f"request body not received within {BODY_TIMEOUT_S:.0f}s")
         return data
 
     # ---- registry lookups -----------------------------------------------------------------------
@@ -201,8 +241,14 @@ class ServingApp:
 
     def _run_prediction(self, info: VersionInfo, call: Call) -> Answer:
         started = time.perf_counter()
-        batch = parse_body(call.body)
-        outputs = self.cache.get(info).predict(batch)
+        if not self._prediction_slots.acquire(timeout=PREDICTION_QUEUE_S):
+            raise ServiceUnavailable(f"the server is busy ({MAX_CONCURRENT_PREDICTIONS} predictions "
+                                     f"running for over {PREDICTION_QUEUE_S:.0f}s); retry later")
+        try:
+            batch = parse_body(call.body)
+            outputs = self.cache.get(info).predict(batch)
+        finally:
+            self._prediction_slots.release()
         latency_ms = (time.perf_counter() - started) * 1000
         if self.prediction_log is not None:
             self.prediction_log.log(
@@ -233,11 +279,33 @@ ROUTES: tuple[routes.Route, ...] = (
 )
 
 
+# Handlers that only compute (predictions): every other mutating request is logged as a change.
+COMPUTE_ONLY = frozenset({ServingApp._predict, ServingApp._tf_predict})
+
+
+def _log_change(request: flask.Request, status: int, request_id: str) -> None:
+    """Every change requested over HTTP (registry writes and any route added later), with its caller."""
+    env = request.environ
+    caller = f"{env.get('REMOTE_ADDR', '?')}:{env.get('REMOTE_PORT', '?')}"
+    log.info("HTTP change %s %s by %s (user agent %r, origin %r, token %s) → %d (request id %s)",
+             request.method, request.path[:200], caller, request.headers.get("User-Agent", "")[:80],
+             request.headers.get("Origin"), "yes" if request.headers.get("Authorization") else "no",
+             status, request_id)
+
+
 def status_for(error: MlpipeError) -> int:
     if isinstance(error, PayloadTooLargeError):
         return 413
+    if isinstance(error, AuthenticationError):
+        return 401
+    if isinstance(error, ForbiddenError):
+        return 403
+    if isinstance(error, UnsupportedMediaTypeError):
+        return 415
     if isinstance(error, MethodNotAllowedError):
         return 405
+    if isinstance(error, RequestTimeoutError):
+        return 408
     if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, ServiceUnavailable):
@@ -251,7 +319,8 @@ def _int_param(request: flask.Request, name: str, default: int, low: int, high: 
     text = request.args.get(name)
     if text in (None, ""):
         return default
-    if not text.isdigit() or not low <= int(text) <= max(low, high):
+    # ASCII digits only ('²'.isdigit() is true) and short (int() refuses 4,300+ digit strings).
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= max(low, high):
         raise UsageError(f"query parameter {name} must be an integer in {low}..{max(low, high)}")
     return int(text)
 

@@ -17,8 +17,9 @@ DEFAULT_PORT = 8080
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from mlpipe.serving.server import serve
 
-    settings = registry_settings(args, settings).replace(log_predictions=args.log_predictions)
-    serve(settings, args.host, args.port)
+    settings = registry_settings(args, settings).replace(log_predictions=args.log_predictions,
+                                                         serve_token=args.token)
+    serve(settings, args.host, args.port, allowed_hosts=tuple(args.allowed_host))
     return 0  # not reached: serve() replaces the process
 
 
@@ -64,7 +65,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = registry_settings(args, settings)
     rows = read_instances(args.files)
-    client = PredictionClient(args.url, project=settings.project, model=settings.model_name)
+    client = PredictionClient(args.url, project=settings.project, model=settings.model_name,
+                              token=args.token or settings.serve_token or None)
     result = client.predict([inst for _, _, inst in rows], batch_size=args.batch_size,
                             version=args.version, alias=args.alias, progress=not args.quiet)
     width = max(len("FILE"), *(len(f) for f, _, _ in rows))
@@ -82,7 +84,13 @@ def register(sub, add_settings_flags) -> None:
         "Prediction (ml v1) and TF Serving REST routes over the model registry.",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1); anything "
+                   "beyond loopback needs --token")
+    p.add_argument("--token", help="writes and predictions must send `Authorization: Bearer TOKEN` "
+                   "(env MLPIPE_SERVE_TOKEN; required beyond loopback, at least 16 characters)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name clients use to reach the server, besides the loopback names and "
+                   "--host (repeatable; others get 403, which stops DNS rebinding)")
     p.add_argument("--no-log-predictions", dest="log_predictions", action="store_false", default=None,
                    help="do not append predictions to BigQuery DATASET.predictions "
                    "(env MLPIPE_LOG_PREDICTIONS=0)")
@@ -101,6 +109,8 @@ def register(sub, add_settings_flags) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--version", help="registry version, e.g. v2 (default: the default version)")
     which.add_argument("--alias", help="registry alias, e.g. champion")
+    p.add_argument("--token", help="the server's token, for a server beyond loopback "
+                   "(env MLPIPE_SERVE_TOKEN)")
     p.add_argument("--batch-size", type=int, default=100, help="instances per request (default 100)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_registry_flags(p, root=False)

@@ -24,6 +24,15 @@ from mlpipe.errors import BadInstanceError
 
 SHAPES = ((PIXELS,), (SIDE, SIDE), (SIDE, SIDE, 1))
 PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
+# Instances per request. AI Platform bounds a request by its 1.5 MB body (gcloud sends ≤ 100
+# instances per call) and Vertex lets each deployed model set its own instance limit; ours keeps the
+# work of one request bounded whatever the encoding: 1.5 MB of tiny PNGs is ~11,800 instances.
+# 1,000 instances are at most 784,000 decoded pixels (each PNG's header must say 28x28 before a pixel
+# is decoded) and ~3 MB of float32 input.
+MAX_INSTANCES = 1000
+# A 28x28 digit needs no text chunks: refuse big ones before Pillow inflates them (its defaults allow
+# 1 MB per chunk and 64 MB per image).
+PNG_MAX_TEXT_BYTES = 4096
 
 
 def parse_body(body: bytes) -> np.ndarray:
@@ -44,6 +53,10 @@ def parse_body(body: bytes) -> np.ndarray:
         raise BadInstanceError('"instances" must be a list')
     if not instances:
         raise BadInstanceError('"instances" is empty')
+    if len(instances) > MAX_INSTANCES:
+        raise BadInstanceError(
+            f"{len(instances)} instances in one request; send at most {MAX_INSTANCES} per request"
+        )
     return np.stack([parse_instance(inst, i) for i, inst in enumerate(instances)])
 
 
@@ -116,7 +129,9 @@ def _pixels(value: Any, where: str) -> np.ndarray:
 
 
 def _png(value: Any, where: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+    PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY = PNG_MAX_TEXT_BYTES
 
     if not isinstance(value, dict) or set(value) != {"b64"} or not isinstance(value["b64"], str):
         raise BadInstanceError(f'{where} must be {{"b64": "<base64-encoded PNG>"}}')

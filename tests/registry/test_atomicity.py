@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,17 +37,23 @@ def _assert_consistent(reg: Registry) -> list[str]:
     return names
 
 
-def test_failed_copy_leaves_no_version(tmp_path, fake_models):
+def test_failed_copy_leaves_no_version(tmp_path, fake_models, monkeypatch):
     reg = open_registry(tmp_path / "r", "mnist")
     reg.push(fake_models[0])
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in fake_models[0].iterdir():
-        os.symlink(f, broken / f.name)
-    os.symlink(tmp_path / "does-not-exist", broken / "dangling")  # copying it fails midway
-    with pytest.raises(OSError):
-        reg.push(broken)
-    assert _assert_consistent(reg) == ["v1"]
+    copied = []
+    real_copyfile = shutil.copyfile
+
+    def copy_then_fail(src, dst, **kw):  # copying fails midway, after some files
+        if len(copied) == 2:
+            raise OSError(5, "Input/output error")
+        copied.append(src)
+        return real_copyfile(src, dst, **kw)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_fail)
+    with pytest.raises(OSError, match="Input/output"):
+        reg.push(fake_models[1])
+    monkeypatch.undo()
+    assert len(copied) == 2 and _assert_consistent(reg) == ["v1"]
     assert reg.push(fake_models[1]).name == "v2"
 
 
