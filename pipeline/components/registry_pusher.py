@@ -1,4 +1,5 @@
-"""Pusher that publishes a blessed model as the next version of the model registry.
+"""Pusher that publishes a blessed model as the next version of the model registry (a local directory,
+or in the cloud the bucket registry `GCS_ROOT/registry`, written through tf.io.gfile).
 
 The stock filesystem Pusher copies into `base_directory/<timestamp>` in place, so a run killed
 mid-copy leaves a half-written model where a server would look. The registry's push stages the copy
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from typing import Any
 
@@ -21,6 +21,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter
+from tfx.utils import io_utils
 
 MODEL_EVALUATION_KEY = "model_evaluation"
 
@@ -57,12 +58,13 @@ class Executor(stock.Executor):
             baseline_accuracy=accuracy.get("baseline"),
             source_tables=tuple(config.get("source_tables", ())),
             source_queries=config.get("source_queries", {}),
-            extra=config.get("extra", {}),
+            extra={**config.get("extra", {}), "model_uri": model.uri},
         )
         registry = open_registry(config["registry_root"], config["model"])
         with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
             staged = os.path.join(tmp, "saved_model")
-            shutil.copytree(self.GetModelPath(input_dict), staged)
+            # Through tf.io.gfile: in the cloud the Trainer's model is on gs://.
+            io_utils.copy_dir(self.GetModelPath(input_dict), staged)
             if input_dict.get(MODEL_EVALUATION_KEY):
                 _attach_test_results(staged, evaluation.uri)
             version = registry.push(staged, metadata, promote=config.get("promote", True))
