@@ -66,13 +66,13 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
     baseline_resolver = _baseline_resolver(cfg)
 
     # Test-split evaluation; blesses only above the floor and not worse than the baseline.
-    evaluator = tfx.components.Evaluator(
+    evaluator = _evaluator_class(cfg)(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=eval_config(cfg),
         example_splits=["test"],
-    )
+    ).with_id("Evaluator")
 
     # Blessed models only: the next registry version (locally and in the bucket), then in the cloud
     # also a Vertex AI endpoint.
@@ -155,21 +155,28 @@ def _example_gen(cfg: PipelineConfig):
 
 
 def _baseline_resolver(cfg: PipelineConfig) -> tfx.dsl.Resolver:
-    """Locally the model behind the registry's default version (what users get); in the cloud the
-    latest blessed model."""
+    """The model behind the registry's default version (what users get): locally a Resolver over the
+    local MLMD store; in the cloud a step that copies it from the bucket registry, scoped to this
+    pipeline (Vertex cannot run a custom resolver strategy: registry_baseline.py)."""
+    if cfg.cloud is not None:
+        return registry_baseline.RegistryBaseline(
+            cfg.cloud.registry_root, cfg.model_name, cfg.pipeline_name).with_id("baseline_resolver")
     channels = {
         "model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     }
-    if cfg.orchestration == "local":
-        resolver = tfx.dsl.Resolver(
-            strategy_class=registry_baseline.RegistryDefaultStrategy,
-            config={"registry_root": cfg.settings.registry_location, "model": cfg.model_name},
-            **channels,
-        )
-    else:
-        resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **channels)
+    resolver = tfx.dsl.Resolver(
+        strategy_class=registry_baseline.RegistryDefaultStrategy,
+        config={"registry_root": cfg.settings.registry_location, "model": cfg.model_name},
+        **channels,
+    )
     return resolver.with_id("baseline_resolver")
+
+
+def _evaluator_class(cfg: PipelineConfig):
+    """In the cloud the baseline step may hand over an empty Model (no default yet): an Evaluator
+    that ignores it then."""
+    return tfx.components.Evaluator if cfg.cloud is None else registry_baseline.BaselineAwareEvaluator
 
 
 def _pushers(cfg: PipelineConfig, trainer, evaluator) -> list:

@@ -20,6 +20,8 @@ from tests.cloud import offline_compile as oc
 BIGQUERY_EXECUTOR = "tfx.extensions.google_cloud_big_query.example_gen.executor.Executor"
 REGISTRY_PUSHER = "pipeline.components.registry_pusher.Executor"
 VERTEX_PUSHER = "pipeline.components.vertex_pusher.Executor"
+BASELINE_STEP = "pipeline.components.registry_baseline.RegistryBaselineExecutor"
+BASELINE_AWARE_EVALUATOR = "pipeline.components.registry_baseline.BaselineAwareEvaluatorExecutor"
 VERTEX_TRAINER = "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
@@ -160,6 +162,18 @@ def test_default_push_goes_to_the_bucket_registry_then_a_vertex_endpoint(compile
     assert vertex["mlpipe_keep_previous"] == 1
 
 
+def test_baseline_is_the_bucket_registry_default_of_this_pipeline(compiled):
+    job = compiled["default_job"]
+    executors = _executors(job)
+    assert executors["baseline_resolver"]["args"][1] == BASELINE_STEP
+    assert executors["Evaluator"]["args"][1] == BASELINE_AWARE_EVALUATOR
+    assert _param(job, "baseline_resolver", "registry_root") == f"{oc.GCS_ROOT}/registry"
+    assert _param(job, "baseline_resolver", "pipeline_name") == "mnist-automl"
+    assert "LatestBlessedModelStrategy" not in json.dumps(job)
+    inputs = job["pipelineSpec"]["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]
+    assert inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == "baseline_resolver"
+
+
 def test_registry_push_target_has_no_endpoint(compiled):
     tasks = compiled["custom_job"]["pipelineSpec"]["root"]["dag"]["tasks"]
     assert "VertexPusher" not in tasks
@@ -214,4 +228,4 @@ def test_submit_without_credentials_fails_in_one_line(compiled):
     assert "Traceback" not in submit["stderr"]
     assert [line for line in lines if line.startswith("error:")] == lines[-1:]
     assert lines[-1].startswith("error: no Google Cloud credentials found")
-    assert "compiled 11 tasks" in submit["stdout"]
+    assert "compiled 10 tasks" in submit["stdout"]
