@@ -166,6 +166,11 @@ class Settings:
         return self.state_dir / "metadata" / f"{self.pipeline_name}.sqlite"
 
     @property
+    def run_lock_file(self) -> Path:
+        """Held (fcntl) by the one pipeline run of this state dir; says whose run it is."""
+        return self.state_dir / "run.lock"
+
+    @property
     def vertex_dir(self) -> Path:
         """Where `mlpipe compile-vertex` writes the compiled pipeline by default."""
         return self.state_dir / "vertex"

@@ -59,8 +59,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = registry_settings(args, settings)
     record = run_local(pipeline_config_from(args, settings))
-    print(run_summary_text(record))
+    version, accuracy = _baseline_version(settings, record.baseline_model_id)
+    print(run_summary_text(record, version, accuracy))
     return 0
+
+
+def _baseline_version(settings: Settings, model_id: int | None) -> tuple[str | None, float | None]:
+    """The registry version whose model was the run's baseline, and the accuracy recorded at its push."""
+    from mlpipe.errors import MlpipeError
+    from mlpipe.registry import open_registry
+
+    if model_id is None:
+        return None, None
+    try:
+        registry = open_registry(settings.registry_location, settings.model_name)
+        found = [v for v in registry.list_versions() if v.metadata.model_artifact_id == model_id]
+    except MlpipeError:
+        return None, None
+    if not found:
+        return None, None
+    v = next((v for v in found if v.is_default), found[0])
+    return f"{v.model} {v.name}", v.metadata.test_accuracy
 
 
 # ---- Vertex AI ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from mlpipe.bigquery.service import ensure_running
 from mlpipe.errors import MlpipeError, NotFoundError
 from mlpipe.metadata.graph import MetadataGraph
 from mlpipe.metadata.runs import RunRecord, run_record
+from mlpipe.runlock import run_lock
 from pipeline.configs import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -22,47 +23,112 @@ class PipelineFailed(MlpipeError):
 
 
 def source_fingerprint(cfg: PipelineConfig) -> str:
-    """Last-modified times of the source tables: a reload invalidates the cached ExampleGen."""
-    from google.api_core import exceptions as gexc
-
+    """The contents of the rows each split reads (row count and checksums, computed by BigQuery): any
+    reload with different data invalidates the cached ExampleGen; table metadata is not trusted."""
+    from mlpipe.bigquery.fingerprint import table_fingerprint
     from pipeline.queries import split_queries
 
     client = bq_client(cfg.settings)
     parts = []
     for q in split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits):
         try:
-            table = client.get_table(q.table)
-        except gexc.NotFound:
+            fingerprint = table_fingerprint(client, q.table, q.where)
+        except NotFoundError:
             raise NotFoundError(f"table {q.table} does not exist; run `mlpipe load-data` first") from None
-        modified = table.modified.isoformat() if table.modified else "?"
-        parts.append(f"{q.table}@{modified}:{table.num_rows}")
+        parts.append(f"{q.split}={q.table}:{fingerprint}")
     return ";".join(parts)
 
 
-def run_local(cfg: PipelineConfig) -> RunRecord:
-    """Run `create_pipeline(cfg)` with LocalDagRunner and MLMD SQLite under the state dir."""
-    import dataclasses
+def preflight(cfg: PipelineConfig) -> None:
+    """What a run needs before it imports TensorFlow (20 s) and starts: BigQuery reachable, the source
+    tables present, the registry writable. Raises the one-line error of the first problem."""
+    from google.api_core import exceptions as gexc
 
-    from tfx import v1 as tfx
-
-    from pipeline.pipeline import create_pipeline
+    from pipeline.queries import split_queries
 
     ensure_running(cfg.settings)
-    cfg = dataclasses.replace(cfg, source_fingerprint=source_fingerprint(cfg))
-    cfg.metadata_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg.pipeline_root.mkdir(parents=True, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(cfg.metadata_path))
-    pipeline = create_pipeline(cfg, metadata_connection_config=metadata)
-    started = time.perf_counter()
+    client = bq_client(cfg.settings, check=False)
+    for q in split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits):
+        try:
+            client.get_table(q.table)
+        except gexc.NotFound:
+            raise NotFoundError(f"table {q.table} does not exist; run `mlpipe load-data` first") from None
+    registry_writable(cfg.settings.registry_location, cfg.model_name)
+
+
+def registry_writable(location: str, model: str) -> None:
+    """A local registry root must accept a new file (a blessed model is pushed at the end of the run);
+    a bucket is checked by the push itself."""
+    import tempfile
+    from pathlib import Path
+
+    from mlpipe.errors import EnvironmentSetupError
+
+    if "://" in location:
+        return
     try:
-        with component_progress(len(pipeline.components)):
-            tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as e:  # the runner re-raises the component's exception as is
-        raise PipelineFailed(_one_line(e)) from e
-    finally:
-        log.info("pipeline finished in %.1fs", time.perf_counter() - started)
-    graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
-    return run_record(graph, graph.run_ids()[-1])
+        target = Path(location).expanduser() / model
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".preflight-"):
+            pass
+    except OSError as e:
+        raise EnvironmentSetupError(
+            f"the model registry at {location} is not writable ({e.strerror or e}); "
+            "fix its permissions or choose another with --registry-root"
+        ) from None
+
+
+def new_run_id() -> str:
+    """A pipeline run id in TFX's own format (the local time, ISO 8601)."""
+    import datetime
+
+    return datetime.datetime.now().isoformat()
+
+
+def run_local(cfg: PipelineConfig, run_id: str | None = None) -> RunRecord:
+    """Run `create_pipeline(cfg)` with LocalDagRunner and MLMD SQLite under the state dir, as the only
+    run of the state dir (`run_lock`), and return the record of THIS run (`run_id`, generated if None)."""
+    import dataclasses
+
+    run_id = run_id or new_run_id()
+    with run_lock(cfg.settings, run_id):
+        preflight(cfg)  # BigQuery, tables, registry: a failure in about a second, before TensorFlow loads
+        cfg = dataclasses.replace(cfg, source_fingerprint=source_fingerprint(cfg))
+        from tfx import v1 as tfx
+
+        from pipeline.pipeline import create_pipeline
+
+        cfg.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg.pipeline_root.mkdir(parents=True, exist_ok=True)
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(cfg.metadata_path))
+        pipeline = create_pipeline(cfg, metadata_connection_config=metadata)
+        started = time.perf_counter()
+        try:
+            with component_progress(len(pipeline.components)):
+                _runner(run_id).run(pipeline)
+        except Exception as e:  # the runner re-raises the component's exception as is
+            raise PipelineFailed(_one_line(e)) from e
+        finally:
+            log.info("pipeline run %s finished in %.1fs", run_id, time.perf_counter() - started)
+        graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
+        return run_record(graph, run_id)
+
+
+def _runner(run_id: str):
+    """LocalDagRunner with the pipeline run id chosen here (the stock runner picks `now()` itself, and
+    a caller could then only guess which run was its own)."""
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    class OwnRunIdRunner(LocalDagRunner):
+        def run_with_ir(self, pipeline, run_options=None):
+            # Bound first, so the stock runner's own substitution finds nothing left to bind.
+            runtime_parameter_utils.substitute_runtime_parameter(
+                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+            return super().run_with_ir(pipeline, run_options=run_options)
+
+    return OwnRunIdRunner()
 
 
 _COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")

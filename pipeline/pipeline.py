@@ -16,6 +16,7 @@ from tfx.proto import example_gen_pb2
 from mlpipe import contract
 from pipeline import queries
 from pipeline.cloud_config import ENDPOINT_MACHINE_TYPE, CloudConfig
+from pipeline.code_fingerprint import code_fingerprint, function_module
 from pipeline.components import (
     local_bigquery_example_gen,
     registry_baseline,
@@ -28,6 +29,8 @@ from pipeline.configs import PipelineConfig
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema", "schema.pbtxt")
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.model.run_fn"
+# Under a component's custom_config: the fingerprint of the project code it runs (cache key).
+CODE_KEY = "code"
 
 
 def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
@@ -39,7 +42,8 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
     schema_gen = tfx.components.ImportSchemaGen(schema_file=_schema_file(cfg))
     # Stops the pipeline on any anomaly (pixel > 255, 783 pixels, label 11, ...).
     example_validator = validation_gate.GatedExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        code_fingerprint=code_fingerprint(validation_gate.__name__),
     ).with_id("ExampleValidator")
 
     # Pixels → [0, 1]; the graph is exported inside the model so clients send raw pixels.
@@ -48,6 +52,8 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        # The code TFX cannot fingerprint by itself (an import path, not a module_file): an edit re-runs.
+        custom_config={CODE_KEY: code_fingerprint(function_module(PREPROCESSING_FN))},
     )
     transform.add_upstream_node(example_validator)
 
@@ -59,7 +65,8 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=cfg.training.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=cfg.training.eval_steps),
-        custom_config={"training": cfg.training.to_custom_config(), **cloud_training_config(cfg.cloud)},
+        custom_config={"training": cfg.training.to_custom_config(),
+                       CODE_KEY: code_fingerprint(function_module(RUN_FN)), **cloud_training_config(cfg.cloud)},
     )
 
     # The model to beat (none on the first run, when the floor alone decides).
@@ -148,6 +155,7 @@ def _example_gen(cfg: PipelineConfig):
             bq_port=cfg.settings.bq_port,
             bq_grpc_port=cfg.settings.bq_grpc_port,
             source_fingerprint=cfg.source_fingerprint,
+            code_fingerprint=code_fingerprint(local_bigquery_example_gen.__name__),
         )
     return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
         input_config=example_gen_input_config(cfg), output_config=output_config
@@ -197,6 +205,7 @@ def _pushers(cfg: PipelineConfig, trainer, evaluator) -> list:
             "source_queries": {q.split: q.sql for q in split_queries},
             "extra": {"profile": cfg.profile, "pipeline_name": cfg.pipeline_name,
                       "orchestration": cfg.orchestration, "training": cfg.training.to_custom_config()},
+            CODE_KEY: code_fingerprint(registry_pusher.__name__),
         },
     ).with_id("Pusher")
     if cfg.cloud is None or cfg.cloud.push_target != "vertex":

@@ -14,6 +14,7 @@ class SplitQuery:
     split: str
     table: str  # fully qualified project.dataset.table
     sql: str
+    where: str | None = None  # the rows of `table` the query reads (None: all)
 
 
 def split_queries(project: str, dataset: str, row_limits: dict[str, int] | None = None) -> list[SplitQuery]:
@@ -23,7 +24,8 @@ def split_queries(project: str, dataset: str, row_limits: dict[str, int] | None 
         table_id = f"{project}.{dataset}.{table}"
         sql = f"SELECT key, label, image FROM `{table_id}`"
         limit = (row_limits or {}).get(split)
-        if limit is not None:
-            sql += f" WHERE key < {int(limit)}"
-        queries.append(SplitQuery(split, table_id, sql))
+        where = None if limit is None else f"key < {int(limit)}"
+        if where:
+            sql += f" WHERE {where}"
+        queries.append(SplitQuery(split, table_id, sql, where))
     return queries

@@ -334,8 +334,11 @@ def _palette_png(png: bytes) -> bytes:
     return out.getvalue()
 
 
-def run_summary_text(r: RunRecord) -> str:
-    """What `mlpipe run` prints at the end: each component's state and time, then the outcome."""
+def run_summary_text(r: RunRecord, baseline_version: str | None = None,
+                     baseline_registry_accuracy: float | None = None) -> str:
+    """What `mlpipe run` prints at the end: each component's state and time, what was compared on which
+    rows, then the outcome. `baseline_version`: the registry version behind the baseline model, and
+    the test accuracy the registry recorded for it (measured when it was pushed, maybe on other rows)."""
     lines = [f"run {r.run_id}", f"{'component':<32}{'state':<10}{'seconds':>9}"]
     for c in r.components:
         lines.append(f"{c.component:<32}{c.state:<10}{c.seconds:>9.1f}")
@@ -345,12 +348,28 @@ def run_summary_text(r: RunRecord) -> str:
 
     blessed = "n/a" if r.blessed is None else ("yes" if r.blessed else "no")
     pushed = f"{r.pushed_version} ({display_path(r.pushed_destination)})" if r.pushed_destination else None
+    if not pushed and r.already_version:
+        pushed = f"not pushed: already {'serving' if r.already_default else 'registered'} as {r.already_version}"
+    if r.baseline_accuracy is None:
+        baseline = "n/a (no baseline: floor alone decides)"
+    else:
+        who = baseline_version or (f"Model #{r.baseline_model_id}" if r.baseline_model_id else "?")
+        baseline = f"{pct(r.baseline_accuracy)} ({who}, re-evaluated on the same rows"
+        if baseline_registry_accuracy is not None:
+            baseline += f"; the registry records {pct(baseline_registry_accuracy)} from its own push"
+        baseline += ")"
+    rows = f"{r.eval_rows:,} rows" if r.eval_rows is not None else "? rows"
+    splits = ", ".join(r.eval_splits) or "?"
     lines += [
+        f"evaluated on              : split {splits}, {rows}" if r.accuracy is not None else
+        "evaluated on              : n/a (no evaluation in this run)",
         f"test accuracy (new model) : {pct(r.accuracy)}",
-        f"baseline accuracy         : {pct(r.baseline_accuracy)}"
-        + ("" if r.baseline_accuracy is not None else " (no baseline: floor alone decides)"),
+        f"baseline accuracy         : {baseline}",
         f"blessed                   : {blessed}",
         f"pushed to                 : {pushed or 'not pushed'}",
         f"outcome                   : {r.outcome}",
     ]
+    if r.nothing_new:
+        lines.append("nothing new: every component was reused from the cache (no code, data or "
+                     "configuration change; `mlpipe run --no-cache` re-runs everything)")
     return "\n".join(lines)

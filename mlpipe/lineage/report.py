@@ -253,11 +253,11 @@ def lineage_of_version(graph: MetadataGraph, registry: Registry, version: str | 
             f"of another pipeline than {graph.pipeline_name!r}"
         )
     trainer = _trainer(graph, model)
-    if info.metadata.pipeline_run_id and trainer.run_id and info.metadata.pipeline_run_id != trainer.run_id:
+    if not _pushed_here(graph, model.id, trainer, info.metadata.pipeline_run_id):
         raise MetadataStoreError(
             f"{info.model} {info.name} was pushed by run {info.metadata.pipeline_run_id}, but Model artifact "
-            f"{model_id} in {graph.path} was trained by run {trainer.run_id}: the registry and the ML "
-            "Metadata store belong to different state dirs"
+            f"{model_id} in {graph.path} was trained by run {trainer.run_id} and no Pusher of that run took "
+            "it: the registry and the ML Metadata store belong to different state dirs"
         )
     return _assemble(graph, model, _registry_index(graph, registry), RegistryEntry.of(info))
 
@@ -657,10 +657,20 @@ def _registry_index(graph: MetadataGraph, registry: Registry | None) -> dict[int
             trainer = graph.producer(graph.artifact(model_id).id)
         except NotFoundError:
             continue
-        run = v.metadata.pipeline_run_id
-        if trainer is not None and (not run or run == trainer.run_id):
-            index[model_id] = v
+        if trainer is not None and _pushed_here(graph, model_id, trainer, v.metadata.pipeline_run_id):
+            # A registry from before duplicate pushes were refused may hold one model twice: the
+            # default wins, else the first version.
+            if model_id not in index or (v.is_default and not index[model_id].is_default):
+                index[model_id] = v
     return index
+
+
+def _pushed_here(graph: MetadataGraph, model_id: int, trainer: Execution, run: str | None) -> bool:
+    """Whether the run that pushed a version (`run`) belongs to this store: the run that trained the
+    model, or a later run whose Pusher took it (the Trainer was cached, e.g. a new accuracy floor)."""
+    if not run or not trainer.run_id or run == trainer.run_id:
+        return True
+    return any(e.run_id == run for e in graph.consumers(model_id, key="model"))
 
 
 def _pick(executions: Iterable[Execution], prefer_run: str | None) -> Execution | None:

@@ -14,6 +14,7 @@ from mlpipe.errors import NotFoundError, UsageError
 from mlpipe.metadata import payloads
 from mlpipe.metadata.graph import Execution, MetadataGraph, iso_time
 from mlpipe.metadata.payloads import ACCURACY
+from mlpipe.registry.same_model import ALREADY_DEFAULT_PROPERTY, ALREADY_VERSION_PROPERTY
 
 UNFINISHED = ("running", "new", "unknown")
 
@@ -50,6 +51,18 @@ class RunRecord:
     baseline_accuracy: float | None
     components: tuple[ComponentRun, ...]
     pushed_destination: str | None = None  # where the Pusher put the model (registry version dir)
+    # A blessed model the registry already held (not pushed again): its version, and whether it is the default.
+    already_version: str | None = None
+    already_default: bool = False
+    baseline_model_id: int | None = None  # the Evaluator's baseline Model artifact
+    eval_splits: tuple[str, ...] = ()  # the splits the Evaluator read, and how many rows
+    eval_rows: int | None = None
+    reran: tuple[str, ...] = ()  # components that ran (not reused from the cache)
+
+    @property
+    def nothing_new(self) -> bool:
+        """Every component reused from the cache: nothing was re-run."""
+        return self.status == "complete" and not self.reran
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,6 +96,9 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
     started = min(e.started_ms for e in executions) if executions else 0
     ended = max(e.updated_ms for e in executions) if executions else 0
     model_id = accuracy = baseline_accuracy = blessed = pushed_version = pushed_destination = None
+    already_version = baseline_id = None
+    already_default = False
+    eval_splits: tuple[str, ...] = ()
     failures: list[payloads.ValidationFailure] = []
     metrics: dict[str, dict[str, float]] = {}
     for e in executions:
@@ -97,9 +113,20 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
             elif a.type == "PushedModel" and a.prop("pushed"):
                 pushed_version = str(a.prop("pushed_version") or a.prop("pushed_destination") or "")
                 pushed_destination = str(a.prop("pushed_destination") or "") or None
+            elif a.type == "PushedModel" and a.prop(ALREADY_VERSION_PROPERTY):
+                already_version = str(a.prop(ALREADY_VERSION_PROPERTY))
+                already_default = bool(a.prop(ALREADY_DEFAULT_PROPERTY))
+        if e.component == "Evaluator":
+            baseline = next((link.artifact_id for link in graph.links_of_execution(e.id)
+                             if link.direction == "input" and link.key == "baseline_model"), None)
+            baseline_id = baseline if baseline is not None else baseline_id
+            splits = e.json_prop("example_splits")
+            eval_splits = tuple(splits) if isinstance(splits, list) else eval_splits
     accuracy = metrics.get("candidate", {}).get(ACCURACY)
     baseline_accuracy = metrics.get("baseline", {}).get(ACCURACY)
-    status, what = outcome(executions, pushed_version, blessed, failures, metrics)
+    status, what = outcome(executions, pushed_version, blessed, failures, metrics,
+                           already=already_version, already_default=already_default)
+    rows = metrics.get("candidate", {}).get("example_count")
     return RunRecord(
         run_id=run_id,
         started=iso_time(started),
@@ -113,6 +140,12 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
         baseline_accuracy=baseline_accuracy,
         components=components,
         pushed_destination=pushed_destination,
+        already_version=already_version,
+        already_default=already_default,
+        baseline_model_id=baseline_id,
+        eval_splits=eval_splits,
+        eval_rows=int(rows) if rows is not None else None,
+        reran=tuple(e.component for e in executions if e.state != "cached"),
     )
 
 
@@ -122,9 +155,10 @@ def not_blessed_reason(failures: list[payloads.ValidationFailure], metrics: dict
 
 
 def outcome(executions: list[Execution], pushed_version: str | None, blessed: bool | None,
-            failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> tuple[str, str]:
+            failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]],
+            already: str | None = None, already_default: bool = False) -> tuple[str, str]:
     """(status, outcome) of a run from its executions (oldest first) and what its Evaluator and
-    Pusher recorded."""
+    Pusher recorded (`already`: the version that already held the blessed model, so none was pushed)."""
     failed = [e for e in executions if e.state == "failed"]
     if failed:
         return "failed", f"failed at {failed[0].component}"
@@ -134,10 +168,14 @@ def outcome(executions: list[Execution], pushed_version: str | None, blessed: bo
     pushers = [e for e in executions if e.component == "Pusher" or e.type.endswith("Pusher")]
     if pushers and all(e.state == "cached" for e in pushers):
         # Same data, same config: the Pusher's cached output is an earlier run's push, not a new one.
+        model = pushed_version or already
         return "complete", "nothing new: every step reused from the cache" + (
-            f" (the model is {pushed_version})" if pushed_version else "")
+            f" (the model is {model})" if model else "")
     if pushed_version:
         return "complete", f"pushed {pushed_version}"
+    if already:
+        return "complete", (f"blessed, already serving as {already}: not pushed again" if already_default
+                            else f"blessed, already registered as {already} (not the default): not pushed again")
     if blessed is False:
         return "complete", not_blessed_reason(failures, metrics)
     if not pushers:

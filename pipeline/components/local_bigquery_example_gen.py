@@ -30,6 +30,7 @@ BQ_HOST = "bq_host"
 BQ_PORT = "bq_port"
 BQ_GRPC_PORT = "bq_grpc_port"
 SOURCE_FINGERPRINT = "source_fingerprint"
+CODE_FINGERPRINT = "code_fingerprint"
 
 
 def arrow_to_examples(table: pa.Table):
@@ -107,6 +108,8 @@ class LocalBigQueryExampleGenSpec(standard_component_specs.QueryBasedExampleGenS
         BQ_GRPC_PORT: ExecutionParameter(type=int),
         # Changes when the source tables change, so a cached run never serves stale data.
         SOURCE_FINGERPRINT: ExecutionParameter(type=str, optional=True),
+        # And when this executor's source changes (pipeline/code_fingerprint.py).
+        CODE_FINGERPRINT: ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -125,6 +128,7 @@ class LocalBigQueryExampleGen(QueryBasedExampleGen):
         bq_port: int,
         bq_grpc_port: int,
         source_fingerprint: str = "",
+        code_fingerprint: str = "",
     ):
         spec = LocalBigQueryExampleGenSpec(
             input_config=input_config,
@@ -136,6 +140,7 @@ class LocalBigQueryExampleGen(QueryBasedExampleGen):
             bq_port=bq_port,
             bq_grpc_port=bq_grpc_port,
             source_fingerprint=source_fingerprint,
+            code_fingerprint=code_fingerprint,
             examples=Channel(type=standard_artifacts.Examples),
         )
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

@@ -11,6 +11,7 @@ source tables and queries.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from typing import Any
@@ -25,6 +26,8 @@ from tfx.utils import io_utils
 
 MODEL_EVALUATION_KEY = "model_evaluation"
 
+log = logging.getLogger(__name__)
+
 
 class RegistryPusherSpec(standard_component_specs.PusherSpec):
     INPUTS = {
@@ -37,6 +40,13 @@ class Executor(stock.Executor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]):
         from mlpipe.metadata.payloads import evaluation_accuracy
         from mlpipe.registry import PushMetadata, open_registry
+        from mlpipe.registry.same_model import (
+            ALREADY_DEFAULT_PROPERTY,
+            ALREADY_VERSION_PROPERTY,
+            DIGEST_KEY,
+            find_same_model,
+            model_digest,
+        )
 
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
@@ -46,27 +56,36 @@ class Executor(stock.Executor):
         config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
-        accuracy: dict[str, float] = {}
-        if input_dict.get(MODEL_EVALUATION_KEY):
-            evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
-            accuracy = evaluation_accuracy(evaluation.uri)
-        metadata = PushMetadata(
-            pipeline_run_id=self._context.pipeline_run_id if self._context else "",
-            model_artifact_id=model.id,
-            blessing_artifact_id=blessing.id,
-            test_accuracy=accuracy.get("candidate"),
-            baseline_accuracy=accuracy.get("baseline"),
-            source_tables=tuple(config.get("source_tables", ())),
-            source_queries=config.get("source_queries", {}),
-            extra={**config.get("extra", {}), "model_uri": model.uri},
-        )
         registry = open_registry(config["registry_root"], config["model"])
         with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
             staged = os.path.join(tmp, "saved_model")
-            # Through tf.io.gfile: in the cloud the Trainer's model is on gs://.
+            # Through tf.io.gfile: in the cloud the Trainer's model is on gs://. The digest is taken of
+            # this local copy (model_digest walks a local directory), before the test results are added.
             io_utils.copy_dir(self.GetModelPath(input_dict), staged)
+            digest = model_digest(staged)
+            same = find_same_model(registry, digest, model.id)
+            if same is not None:
+                # Blessed against itself (a cached Trainer, the registry's model as baseline): nothing new.
+                log.info("model %d is already %s %s; not pushed again", model.id, registry.model, same.name)
+                self._MarkNotPushed(pushed)
+                pushed.set_string_custom_property(ALREADY_VERSION_PROPERTY, same.name)
+                pushed.set_int_custom_property(ALREADY_DEFAULT_PROPERTY, int(same.is_default))
+                return
+            accuracy: dict[str, float] = {}
             if input_dict.get(MODEL_EVALUATION_KEY):
+                evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
+                accuracy = evaluation_accuracy(evaluation.uri)
                 _attach_test_results(staged, evaluation.uri)
+            metadata = PushMetadata(
+                pipeline_run_id=self._context.pipeline_run_id if self._context else "",
+                model_artifact_id=model.id,
+                blessing_artifact_id=blessing.id,
+                test_accuracy=accuracy.get("candidate"),
+                baseline_accuracy=accuracy.get("baseline"),
+                source_tables=tuple(config.get("source_tables", ())),
+                source_queries=config.get("source_queries", {}),
+                extra={**config.get("extra", {}), "model_uri": model.uri, DIGEST_KEY: digest},
+            )
             version = registry.push(staged, metadata, promote=config.get("promote", True))
         self._MarkPushed(pushed, pushed_destination=version.saved_model_uri, pushed_version=version.name)
 

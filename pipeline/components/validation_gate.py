@@ -13,9 +13,13 @@ from typing import Any
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.components.example_validator import executor as stock
 from tfx.components.example_validator.component import ExampleValidator
-from tfx.dsl.components.base import executor_spec
-from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.channel import Channel
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import io_utils, json_utils
+
+CODE_FINGERPRINT = "code_fingerprint"
 
 
 class AnomaliesFound(RuntimeError):
@@ -51,7 +55,26 @@ class Executor(stock.Executor):
             raise AnomaliesFound("data anomalies found: " + "; ".join(problems))
 
 
+class GatedExampleValidatorSpec(standard_component_specs.ExampleValidatorSpec):
+    PARAMETERS = {
+        **standard_component_specs.ExampleValidatorSpec.PARAMETERS,
+        # This executor's source (pipeline/code_fingerprint.py): an edit re-runs the validation.
+        CODE_FINGERPRINT: ExecutionParameter(type=str, optional=True),
+    }
+
+
 class GatedExampleValidator(ExampleValidator):
     """The stock component with the halting executor."""
 
+    SPEC_CLASS = GatedExampleValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, statistics, schema, code_fingerprint: str = ""):
+        spec = GatedExampleValidatorSpec(
+            statistics=statistics,
+            schema=schema,
+            exclude_splits=json_utils.dumps([]),
+            code_fingerprint=code_fingerprint,
+            anomalies=Channel(type=standard_artifacts.ExampleAnomalies),
+        )
+        base_component.BaseComponent.__init__(self, spec=spec)
