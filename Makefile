@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MLPIPE := .venv/bin/mlpipe
 PY := .venv/bin/python
 
-.PHONY: help setup run test test-unit lint bench lock serve bq-start bq-stop bq-status clean
+.PHONY: help setup run test test-unit lint bench lock function-lock serve bq-start bq-stop bq-status clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -29,6 +29,10 @@ bench: setup  ## run every benchmark, one at a time, and rewrite BENCHMARKS.md (
 lock:  ## re-resolve requirements.in → requirements.lock with uv
 	.venv/bin/uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 \
 	  requirements.in -o requirements.lock
+
+function-lock:  ## re-resolve requirements-function.in → requirements-function.lock (the Cloud Function, python311)
+	.venv/bin/uv pip compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  requirements-function.in -o requirements-function.lock
 
 serve: setup  ## serve the registry's models on http://127.0.0.1:8080 (ml v1 + TF Serving REST)
 	@$(MLPIPE) serve --port 8080

@@ -211,6 +211,7 @@ def _extensions() -> list[Callable]:
     from mlpipe.registry import cli as registry_cli
     from mlpipe.serving import cli as serving_cli
     from pipeline import cli as pipeline_cli
+    from pipeline import schedule as pipeline_schedule
 
     return [
         pipeline_cli.register_run,
@@ -218,6 +219,7 @@ def _extensions() -> list[Callable]:
         serving_cli.register,
         serving_check.register,
         pipeline_cli.register_compile,
+        pipeline_schedule.register,
         cloud_cli.register,
         lineage_cli.register,
     ]

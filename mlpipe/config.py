@@ -22,7 +22,10 @@ _PROJECT_RE = re.compile(r"(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z](?:[a-z0-9
 _DATASET_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
 
 BigQueryTarget = Literal["local", "cloud"]
-PushTarget = Literal["ai_platform", "vertex"]
+# Where the cloud pipeline publishes a blessed model: the bucket registry and a Vertex AI endpoint
+# ("vertex"), or the bucket registry only ("registry", served by the Cloud Function; no endpoint node).
+PushTarget = Literal["vertex", "registry"]
+PUSH_TARGETS = ("vertex", "registry")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +53,12 @@ ENV_VARS: dict[str, str] = {
     "MLPIPE_IMAGE": "image",
     "MLPIPE_DATAFLOW_TEMP_LOCATION": "dataflow_temp_location",
     "MLPIPE_DATAFLOW_MAX_WORKERS": "dataflow_max_workers",
+    "MLPIPE_DATAFLOW_MACHINE_TYPE": "dataflow_machine_type",
+    "MLPIPE_DATAFLOW_DISK_SIZE_GB": "dataflow_disk_size_gb",
+    "MLPIPE_DATAFLOW_NETWORK": "dataflow_network",
+    "MLPIPE_DATAFLOW_SUBNETWORK": "dataflow_subnetwork",
+    "MLPIPE_TRAINER_MACHINE_TYPE": "trainer_machine_type",
+    "MLPIPE_VERTEX_KEEP_PREVIOUS": "vertex_keep_previous",
     "MLPIPE_PUSH_TARGET": "push_target",
     "MLPIPE_SERVICE_ACCOUNT": "service_account",
 }
@@ -95,14 +104,27 @@ class Settings:
     image: str = ""
     dataflow_temp_location: str = ""  # empty means GCS_ROOT/tmp
     dataflow_max_workers: int = 4
-    push_target: PushTarget = "ai_platform"  # AI Platform Prediction (ml v1) or a Vertex AI endpoint
+    # Dataflow workers run the project's image (several GB): TFX's own Dataflow examples use 50 GB disks.
+    dataflow_machine_type: str = "n1-standard-4"
+    dataflow_disk_size_gb: int = 50
+    dataflow_network: str = ""  # empty: the project's `default` network
+    dataflow_subnetwork: str = ""  # e.g. regions/REGION/subnetworks/NAME
+    # Non-empty: the Trainer runs as a Vertex AI Training custom job on this machine type; empty: in
+    # the pipeline step's own container.
+    trainer_machine_type: str = ""
+    push_target: PushTarget = "vertex"  # see PushTarget
+    # Models kept deployed on the Vertex endpoint besides the new one (at 0 % traffic, for an
+    # instant rollback); older ones are undeployed.
+    vertex_keep_previous: int = 1
     service_account: str = ""  # runs the pipeline and the Dataflow workers; empty = the default one
 
     def __post_init__(self) -> None:
         if self.bq_target not in ("local", "cloud"):
             raise UsageError(f"bq_target must be 'local' or 'cloud', not {self.bq_target!r}")
-        if self.push_target not in ("ai_platform", "vertex"):
-            raise UsageError(f"push_target must be 'ai_platform' or 'vertex', not {self.push_target!r}")
+        if self.push_target not in PUSH_TARGETS:
+            legacy = (" (legacy AI Platform Prediction was shut down on 2025-01-31; Vertex AI replaces it)"
+                      if self.push_target == "ai_platform" else "")
+            raise UsageError(f"push_target must be 'vertex' or 'registry', not {self.push_target!r}{legacy}")
         for name in ("bq_port", "bq_grpc_port"):
             port = getattr(self, name)
             if not 0 < port < 65536:

@@ -11,12 +11,13 @@ Sources, all written by a run of `models.generators.build_estimator`:
   AdaNet loss of every candidate ensemble and the training loss and complexity of every subnetwork.
 
 Both public functions are pure: a model_dir (and optional test labels/predictions) in, a dict or
-files out.
+files out. Every read and write goes through `tf.io.gfile`: in the cloud the model_dir and the
+SavedModel are on gs://, where `open`/`os.makedirs`/`glob` would silently use the container's disk.
 """
 
 from __future__ import annotations
 
-import glob
+import io
 import json
 import logging
 import os
@@ -57,14 +58,21 @@ def _model_dir(estimator_or_model_dir: Any) -> str:
     return os.fspath(estimator_or_model_dir.model_dir)
 
 
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
 def _read_evaluator_records(model_dir: str) -> dict[int, dict[str, Any]]:
     """The last record per iteration: later ones (evaluate/predict/export) re-score the same checkpoint."""
+    gfile = _gfile()
     path = os.path.join(model_dir, CANDIDATE_EVALS_FILE)
     records: dict[int, dict[str, Any]] = {}
-    if not os.path.exists(path):
+    if not gfile.exists(path):
         return records
-    with open(path) as f:
-        for line in f:
+    with gfile.GFile(path) as f:
+        for line in f.read().splitlines():
             if line.strip():
                 record = json.loads(line)
                 if record.get("iteration") is not None:
@@ -73,11 +81,12 @@ def _read_evaluator_records(model_dir: str) -> dict[int, dict[str, Any]]:
 
 
 def _read_architectures(model_dir: str) -> dict[int, dict[str, Any]]:
+    gfile = _gfile()
     architectures = {}
-    for path in glob.glob(os.path.join(model_dir, "architecture-*.json")):
+    for path in gfile.glob(os.path.join(model_dir, "architecture-*.json")):
         match = re.search(r"architecture-(\d+)\.json$", path)
         if match:
-            with open(path) as f:
+            with gfile.GFile(path) as f:
                 architectures[int(match.group(1))] = json.load(f)
     return architectures
 
@@ -87,7 +96,7 @@ def _last_scalars(event_dir: str) -> dict[str, float]:
     import tensorflow as tf
 
     latest: dict[str, tuple[int, float]] = {}
-    for path in sorted(glob.glob(os.path.join(event_dir, "events.out.tfevents.*"))):
+    for path in sorted(tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*"))):
         try:
             for event in tf.compat.v1.train.summary_iterator(path):
                 for value in event.summary.value:
@@ -109,10 +118,11 @@ def _last_scalars(event_dir: str) -> dict[str, float]:
 
 def _summaries(model_dir: str, kind: str) -> dict[str, dict[str, float]]:
     """Training-time scalars per ensemble or subnetwork name, from `model_dir/<kind>/<name>/`."""
+    gfile = _gfile()
     out = {}
-    for path in sorted(glob.glob(os.path.join(model_dir, kind, "*"))):
-        if os.path.isdir(path):
-            out[os.path.basename(path)] = _last_scalars(path)
+    for path in sorted(gfile.glob(os.path.join(model_dir, kind, "*"))):
+        if gfile.isdir(path):
+            out[os.path.basename(path.rstrip("/"))] = _last_scalars(path)
     return out
 
 
@@ -323,8 +333,15 @@ def _plot_accuracy(report: dict[str, Any], path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     plt.close(fig)
+
+
+def _save_png(fig: Any, path: str) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    with _gfile().GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
 
 
 def _plot_confusion(test: dict[str, Any], path: str) -> None:
@@ -350,7 +367,7 @@ def _plot_confusion(test: dict[str, Any], path: str) -> None:
     ax.set_title(f"test confusion matrix — accuracy {test['accuracy'] * 100:.2f} % of {test['n']:,}")
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     plt.close(fig)
 
 
@@ -364,14 +381,15 @@ def write_report(
 
     Test labels/predictions given here replace the report's `test` section (and are saved with it).
     """
-    os.makedirs(out_dir, exist_ok=True)
+    gfile = _gfile()
+    gfile.makedirs(out_dir)
     if y_true is not None and y_pred is not None:
         report = {**report, "test": test_section(y_true, y_pred)}
     paths = {
         "report": os.path.join(out_dir, SEARCH_REPORT_FILE),
         "accuracy_plot": os.path.join(out_dir, ACCURACY_PLOT_FILE),
     }
-    with open(paths["report"], "w") as f:
+    with gfile.GFile(paths["report"], "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     _plot_accuracy(report, paths["accuracy_plot"])
     if report.get("test"):

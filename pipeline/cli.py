@@ -85,7 +85,8 @@ def _baseline_version(settings: Settings, model_id: int | None) -> tuple[str | N
 # ---- Vertex AI ------------------------------------------------------------------------------------
 
 CLOUD_FIELDS = ("region", "gcs_root", "image", "dataflow_temp_location", "dataflow_max_workers",
-                "push_target", "service_account", "model_name")
+                "dataflow_machine_type", "dataflow_disk_size_gb", "dataflow_network", "dataflow_subnetwork",
+                "trainer_machine_type", "push_target", "vertex_keep_previous", "service_account", "model_name")
 
 
 def add_cloud_flags(p: argparse.ArgumentParser) -> None:
@@ -98,12 +99,27 @@ def add_cloud_flags(p: argparse.ArgumentParser) -> None:
                    help="Dataflow temp location (MLPIPE_DATAFLOW_TEMP_LOCATION, default GCS_ROOT/tmp)")
     g.add_argument("--dataflow-max-workers", dest="dataflow_max_workers", type=int,
                    help="upper bound of Dataflow workers per job (MLPIPE_DATAFLOW_MAX_WORKERS, 4)")
-    g.add_argument("--push-target", dest="push_target", choices=["ai_platform", "vertex"],
-                   help="AI Platform Prediction model or Vertex AI endpoint (MLPIPE_PUSH_TARGET, ai_platform)")
+    g.add_argument("--dataflow-machine-type", dest="dataflow_machine_type",
+                   help="Dataflow worker machine type (MLPIPE_DATAFLOW_MACHINE_TYPE, n1-standard-4)")
+    g.add_argument("--dataflow-disk-size-gb", dest="dataflow_disk_size_gb", type=int,
+                   help="Dataflow worker disk; the image is several GB (MLPIPE_DATAFLOW_DISK_SIZE_GB, 50)")
+    g.add_argument("--dataflow-network", dest="dataflow_network",
+                   help="VPC network of the Dataflow workers (MLPIPE_DATAFLOW_NETWORK, the default one)")
+    g.add_argument("--dataflow-subnetwork", dest="dataflow_subnetwork",
+                   help="subnetwork, e.g. regions/REGION/subnetworks/NAME (MLPIPE_DATAFLOW_SUBNETWORK)")
+    g.add_argument("--trainer-machine-type", dest="trainer_machine_type",
+                   help="run the Trainer as a Vertex AI Training job on this machine type, e.g. "
+                   "n1-standard-8 (MLPIPE_TRAINER_MACHINE_TYPE; default: in the pipeline step)")
+    g.add_argument("--push-target", dest="push_target", choices=["vertex", "registry"],
+                   help="vertex: the bucket registry and a Vertex AI endpoint; registry: the bucket "
+                   "registry only, served by the Cloud Function (MLPIPE_PUSH_TARGET, vertex)")
+    g.add_argument("--keep-previous", dest="vertex_keep_previous", type=int,
+                   help="older models kept deployed on the endpoint at 0%% traffic for rollback; the "
+                   "rest are undeployed (MLPIPE_VERTEX_KEEP_PREVIOUS, 1)")
     g.add_argument("--service-account", dest="service_account",
                    help="service account of the pipeline job and Dataflow workers (MLPIPE_SERVICE_ACCOUNT)")
     g.add_argument("--model", dest="model_name",
-                   help="AI Platform model / Vertex endpoint name (MLPIPE_MODEL, mnist)")
+                   help="registry model and Vertex endpoint name (MLPIPE_MODEL, mnist)")
 
 
 def cloud_settings(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -124,7 +140,8 @@ def _compile_vertex(args: argparse.Namespace, settings: Settings) -> int:
     print(f"compiled {len(compiled.tasks)} tasks ({compiled.size_bytes} bytes) to {display_path(compiled.path)}")
     print(f"  pipeline root : {compiled.pipeline_root}")
     print(f"  image         : {cfg.cloud.image}")
-    print(f"  push target   : {cfg.cloud.push_target} (model {cfg.cloud.model_name}, {cfg.cloud.region})")
+    print(f"  registry      : {cfg.cloud.registry_root} (model {cfg.cloud.model_name})")
+    print(f"  push target   : {cfg.cloud.push_target} ({cfg.cloud.region})")
     if args.submit:
         from pipeline.vertex import console_url, submit
 
@@ -150,8 +167,8 @@ def register_compile(sub, add_settings_flags) -> None:
     p = sub.add_parser(
         "compile-vertex", help="compile the pipeline for Vertex AI Pipelines (optionally submit it)",
         description="Compile create_pipeline() with KubeflowV2DagRunner to a PipelineJob JSON: stock "
-        "BigQueryExampleGen on PROJECT.DATASET.*, Beam on Dataflow, every step in --image, the Pusher to "
-        "AI Platform Prediction or a Vertex AI endpoint. Compiling needs no network or account.",
+        "BigQueryExampleGen on PROJECT.DATASET.*, Beam on Dataflow, every step in --image, blessed models into "
+        "the bucket registry GCS_ROOT/registry and a Vertex AI endpoint. Compiling needs no network or account.",
     )
     p.add_argument("--output", help="where to write the JSON (default STATE_DIR/vertex/PIPELINE.json)")
     p.add_argument("--submit", action="store_true",

@@ -15,13 +15,14 @@ from tfx.proto import example_gen_pb2
 
 from mlpipe import contract
 from pipeline import queries
-from pipeline.cloud_config import AI_PLATFORM_RUNTIME_VERSION, CloudConfig
+from pipeline.cloud_config import ENDPOINT_MACHINE_TYPE, CloudConfig
 from pipeline.code_fingerprint import code_fingerprint, function_module
 from pipeline.components import (
     local_bigquery_example_gen,
     registry_baseline,
     registry_pusher,
     validation_gate,
+    vertex_pusher,
 )
 from pipeline.configs import PipelineConfig
 
@@ -57,7 +58,7 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
     transform.add_upstream_node(example_validator)
 
     # AdaNet AutoML search; candidates selected on the eval split.
-    trainer = tfx.components.Trainer(
+    trainer = _trainer_class(cfg)(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -65,29 +66,30 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=cfg.training.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=cfg.training.eval_steps),
         custom_config={"training": cfg.training.to_custom_config(),
-                       CODE_KEY: code_fingerprint(function_module(RUN_FN))},
+                       CODE_KEY: code_fingerprint(function_module(RUN_FN)), **cloud_training_config(cfg.cloud)},
     )
 
     # The model to beat (none on the first run, when the floor alone decides).
     baseline_resolver = _baseline_resolver(cfg)
 
     # Test-split evaluation; blesses only above the floor and not worse than the baseline.
-    evaluator = tfx.components.Evaluator(
+    evaluator = _evaluator_class(cfg)(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=eval_config(cfg),
         example_splits=["test"],
-    )
+    ).with_id("Evaluator")
 
-    # Blessed models only.
-    pusher = _pusher(cfg, trainer, evaluator)
+    # Blessed models only: the next registry version (locally and in the bucket), then in the cloud
+    # also a Vertex AI endpoint.
+    pushers = _pushers(cfg, trainer, evaluator)
 
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=_pipeline_root(cfg),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    baseline_resolver, evaluator, pusher],
+                    baseline_resolver, evaluator, *pushers],
         enable_cache=cfg.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(cfg.beam_args),
@@ -161,73 +163,112 @@ def _example_gen(cfg: PipelineConfig):
 
 
 def _baseline_resolver(cfg: PipelineConfig) -> tfx.dsl.Resolver:
-    """Locally the model behind the registry's default version (what users get); in the cloud the
-    latest blessed model."""
+    """The model behind the registry's default version (what users get): locally a Resolver over the
+    local MLMD store; in the cloud a step that copies it from the bucket registry, scoped to this
+    pipeline (Vertex cannot run a custom resolver strategy: registry_baseline.py)."""
+    if cfg.cloud is not None:
+        return registry_baseline.RegistryBaseline(
+            cfg.cloud.registry_root, cfg.model_name, cfg.pipeline_name).with_id("baseline_resolver")
     channels = {
         "model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     }
-    if cfg.orchestration == "local":
-        resolver = tfx.dsl.Resolver(
-            strategy_class=registry_baseline.RegistryDefaultStrategy,
-            config={"registry_root": cfg.settings.registry_location, "model": cfg.model_name},
-            **channels,
-        )
-    else:
-        resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **channels)
+    resolver = tfx.dsl.Resolver(
+        strategy_class=registry_baseline.RegistryDefaultStrategy,
+        config={"registry_root": cfg.settings.registry_location, "model": cfg.model_name},
+        **channels,
+    )
     return resolver.with_id("baseline_resolver")
 
 
-def _pusher(cfg: PipelineConfig, trainer, evaluator):
-    """Locally the next registry version (atomic, with lineage metadata); in the cloud AI Platform /
-    Vertex AI."""
-    if cfg.orchestration == "local":
-        split_queries = _split_queries(cfg)
-        return registry_pusher.RegistryPusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            model_evaluation=evaluator.outputs["evaluation"],
-            custom_config={
-                "registry_root": cfg.settings.registry_location,
-                "model": cfg.model_name,
-                "promote": cfg.promote,
-                "source_tables": [q.table for q in split_queries],
-                "source_queries": {q.split: q.sql for q in split_queries},
-                "extra": {"profile": cfg.profile, "training": cfg.training.to_custom_config()},
-                CODE_KEY: code_fingerprint(registry_pusher.__name__),
-            },
-        ).with_id("Pusher")
-    return tfx.extensions.google_cloud_ai_platform.Pusher(
+def _evaluator_class(cfg: PipelineConfig):
+    """In the cloud the baseline step may hand over an empty Model (no default yet): an Evaluator
+    that ignores it then."""
+    return tfx.components.Evaluator if cfg.cloud is None else registry_baseline.BaselineAwareEvaluator
+
+
+def _pushers(cfg: PipelineConfig, trainer, evaluator) -> list:
+    """The next registry version (atomic, with lineage metadata): locally in the local registry, in
+    the cloud in the bucket registry the Cloud Function serves; then, with push target `vertex`, a
+    Vertex AI endpoint (after the registry push, so the registry always knows what is deployed)."""
+    split_queries = _split_queries(cfg)
+    registry_root = cfg.settings.registry_location if cfg.cloud is None else cfg.cloud.registry_root
+    registry = registry_pusher.RegistryPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        model_evaluation=evaluator.outputs["evaluation"],
+        custom_config={
+            "registry_root": registry_root,
+            "model": cfg.model_name,
+            "promote": cfg.promote,
+            "source_tables": [q.table for q in split_queries],
+            "source_queries": {q.split: q.sql for q in split_queries},
+            "extra": {"profile": cfg.profile, "pipeline_name": cfg.pipeline_name,
+                      "orchestration": cfg.orchestration, "training": cfg.training.to_custom_config()},
+            CODE_KEY: code_fingerprint(registry_pusher.__name__),
+        },
+    ).with_id("Pusher")
+    if cfg.cloud is None or cfg.cloud.push_target != "vertex":
+        return [registry]
+    endpoint = vertex_pusher.VertexPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         custom_config=cloud_push_config(cfg.cloud),
-    ).with_id("Pusher")
+    ).with_id("VertexPusher")
+    endpoint.add_upstream_node(registry)
+    return [registry, endpoint]
 
 
 def cloud_push_config(cloud: CloudConfig) -> dict:
-    """`custom_config` of the AI Platform Pusher for the configured push target."""
+    """`custom_config` of TFX's AI Platform Pusher in its Vertex AI mode: upload to the Vertex Model
+    Registry, deploy to the endpoint `model_name` with all traffic; our executor then undeploys all but
+    `vertex_keep_previous` older models (pipeline/components/vertex_pusher.py)."""
     from tfx.extensions.google_cloud_ai_platform import constants
 
-    if cloud.push_target == "vertex":
-        return {
-            constants.ENABLE_VERTEX_KEY: True,
-            constants.VERTEX_REGION_KEY: cloud.region,
-            constants.VERTEX_CONTAINER_IMAGE_URI_KEY: cloud.vertex_serving_image,
-            constants.SERVING_ARGS_KEY: {
-                "project_id": cloud.project,
-                "endpoint_name": cloud.model_name,
-                "machine_type": "n1-standard-2",
-                "min_replica_count": 1,
-                "max_replica_count": 1,
-            },
-        }
     return {
+        constants.ENABLE_VERTEX_KEY: True,
+        constants.VERTEX_REGION_KEY: cloud.region,
+        constants.VERTEX_CONTAINER_IMAGE_URI_KEY: cloud.vertex_serving_image,
         constants.SERVING_ARGS_KEY: {
-            "model_name": cloud.model_name,
             "project_id": cloud.project,
-            "regions": [cloud.region],
-            "runtime_version": AI_PLATFORM_RUNTIME_VERSION,
+            "endpoint_name": cloud.model_name,
+            "machine_type": ENDPOINT_MACHINE_TYPE,
+            "min_replica_count": 1,
+            "max_replica_count": 1,
+            "traffic_percentage": 100,
         },
+        vertex_pusher.KEEP_PREVIOUS_KEY: cloud.vertex_keep_previous,
+    }
+
+
+def _trainer_class(cfg: PipelineConfig):
+    """In the pipeline step's container, or (a trainer machine type is set) as a Vertex AI Training job."""
+    if cfg.cloud is not None and cfg.cloud.trainer_machine_type:
+        return tfx.extensions.google_cloud_ai_platform.Trainer
+    return tfx.components.Trainer
+
+
+def cloud_training_config(cloud: CloudConfig | None) -> dict:
+    """The Vertex AI Training custom job of TFX's AI Platform Trainer (Vertex mode): one worker of the
+    configured machine type running the project's image. Empty unless a trainer machine type is set."""
+    if cloud is None or not cloud.trainer_machine_type:
+        return {}
+    from tfx.extensions.google_cloud_ai_platform import constants
+    from tfx.extensions.google_cloud_ai_platform.trainer import executor as trainer_executor
+
+    job_spec: dict = {
+        "worker_pool_specs": [{
+            "machine_spec": {"machine_type": cloud.trainer_machine_type},
+            "replica_count": 1,
+            "container_spec": {"image_uri": cloud.image},
+        }],
+    }
+    if cloud.service_account:
+        job_spec["service_account"] = cloud.service_account
+    return {
+        constants.ENABLE_VERTEX_KEY: True,
+        constants.VERTEX_REGION_KEY: cloud.region,
+        trainer_executor.TRAINING_ARGS_KEY: {"project": cloud.project, "job_spec": job_spec},
     }
 
 

@@ -1,8 +1,9 @@
 """`mlpipe function-bundle OUT/`: a directory `gcloud functions deploy --source OUT` accepts.
 
 It holds the serving function exactly as `mlpipe serve` runs it (mlpipe/serving, copied in as a
-package together with the mlpipe modules it imports), a `main.py` that exposes its target, a pinned
-`requirements.txt` and `env.yaml` (the MLPIPE_* settings, for `--env-vars-file`). With a `gs://`
+package together with the mlpipe modules it imports), a `main.py` that exposes its target, the full
+frozen `requirements.txt` (requirements-function.lock) and `env.yaml` (the MLPIPE_* settings, for
+`--env-vars-file`). With a `gs://`
 registry root the function reads models from Cloud Storage (mlpipe/registry/gfile_storage.py).
 """
 
@@ -13,7 +14,6 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from mlpipe.config import REPO_ROOT, Settings
@@ -25,11 +25,20 @@ log = logging.getLogger(__name__)
 # The function's entry module and the storage backend the registry picks for gs:// roots at run
 # time (selected by URL scheme, so no static import leads to it).
 ENTRY_MODULES = ("mlpipe.serving.main", "mlpipe.registry.gfile_storage")
-# Cloud Functions' Python runtime that matches the project's Python 3.10.
-RUNTIME = "python310"
-# Distribution names installed in the function, pinned to the versions in this environment (which
-# `make setup` installs from requirements.lock). TensorFlow's CPU-only wheel is the same code,
-# without the CUDA libraries a function cannot use.
+# Cloud Run functions' Python runtime. python310 is deprecated (Python 3.10 ends in 2026-10); the
+# models are built and served with TensorFlow 2.15.1, whose wheels stop at CPython 3.11, so python311
+# is the newest runtime that can install the frozen set (python312+ would need another TensorFlow
+# than the one that trained the models).
+RUNTIME = "python311"
+RUNTIME_PYTHON = "3.11"
+# The lock `make setup` installs (the training side), and the function's own full lock, resolved for
+# RUNTIME_PYTHON by `make function-lock` from requirements-function.in (the top-level packages at the
+# versions of LOCK_FILE). One lock cannot serve both: on Python >= 3.11 google-api-core[grpc] needs
+# grpcio-status >= 1.49.1, hence protobuf 4, while TFX 1.15 holds the training side at protobuf 3.20.
+LOCK_FILE = REPO_ROOT / "requirements.lock"
+FUNCTION_LOCK_FILE = REPO_ROOT / "requirements-function.lock"
+# Distribution names installed in the function (the top of the frozen set), with the lock's name of
+# each. TensorFlow's CPU-only wheel is the same code, without the CUDA libraries a function cannot use.
 REQUIREMENTS: dict[str, str] = {
     "tensorflow-cpu": "tensorflow",
     "functions-framework": "functions-framework",
@@ -39,6 +48,8 @@ REQUIREMENTS: dict[str, str] = {
     "pyarrow": "pyarrow",
     "google-cloud-bigquery": "google-cloud-bigquery",
     "google-cloud-bigquery-storage": "google-cloud-bigquery-storage",
+    # The registry's lock on gs:// (mlpipe/registry/gfile_storage.py); serving only reads.
+    "google-cloud-storage": "google-cloud-storage",
 }
 
 MAIN_PY = '''\
@@ -161,15 +172,33 @@ def _module_file(module: str) -> Path:
     raise FileNotFoundError(module)
 
 
-def pinned_requirements() -> list[str]:
-    lines = []
-    for name, installed in REQUIREMENTS.items():
-        try:
-            version = metadata.version(installed)
-        except metadata.PackageNotFoundError:
-            raise UsageError(f"{installed} is not installed here; run `make setup`") from None
-        lines.append(f"{name}=={version}")
-    return lines
+def pinned_requirements(lock_file: Path | None = None) -> list[str]:
+    """The full frozen requirement set of the function: every line of requirements-function.lock
+    (REQUIREMENTS and everything they need, resolved by uv for the function's Python). A pip install
+    of it resolves nothing: no backtracking, and no transitive version can float."""
+    lock_file = lock_file or FUNCTION_LOCK_FILE
+    if not lock_file.is_file():
+        raise UsageError(f"{lock_file} is missing; run `make function-lock`")
+    pins = read_lock(lock_file)
+    missing = [name for name in REQUIREMENTS if _canonical(name) not in pins]
+    if missing:
+        raise UsageError(f"{lock_file.name} lacks {', '.join(missing)}; run `make function-lock`")
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+def read_lock(lock_file: Path = LOCK_FILE) -> dict[str, str]:
+    """`name==version` lines of a uv/pip-compile lock → {canonical name: version}."""
+    pins = {}
+    for line in lock_file.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==", 1)
+            pins[_canonical(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
+    return pins
+
+
+def _canonical(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
 
 
 def _yaml_str(value: str) -> str:

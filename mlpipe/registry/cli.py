@@ -14,7 +14,8 @@ def add_registry_flags(p: argparse.ArgumentParser, root: bool = True) -> None:
     g = p.add_argument_group("registry")
     if root:
         g.add_argument("--registry-root", dest="registry_root",
-                       help="registry directory (default STATE_DIR/registry; env MLPIPE_REGISTRY_ROOT)")
+                       help="registry directory or gs://BUCKET/PATH, e.g. the cloud pipeline's GCS_ROOT/registry "
+                       "(default STATE_DIR/registry; env MLPIPE_REGISTRY_ROOT)")
     g.add_argument("--model", dest="model_name", help="model name (default mnist; env MLPIPE_MODEL)")
 
 
@@ -61,11 +62,12 @@ def _describe(args: argparse.Namespace, settings: Settings) -> int:
         "default": v.is_default,
         "aliases": list(v.aliases),
         "created_time": v.created_time,
-        "saved_model_dir": str(v.saved_model_dir),
+        "saved_model_dir": v.saved_model_uri,
         "metadata": v.metadata.to_dict(),
         "signature": v.signatures.get("serving_default", {}),
     }
-    search = _search_summary(Path(v.saved_model_dir))
+    # A remote (gs://) version is copied to a local mirror first.
+    search = _search_summary(v.saved_model_dir if v.is_local else reg.local_saved_model(v))
     if search:
         doc["search"] = search
     print(json.dumps(doc, indent=2))

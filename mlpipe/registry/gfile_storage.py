@@ -1,13 +1,25 @@
-"""A read-only registry root at a URL (`gs://BUCKET/registry`), read through `tf.io.gfile`.
+"""A registry root at a URL (`gs://BUCKET/registry`), read and written through `tf.io.gfile`.
 
 `open_registry(root)` (mlpipe.registry) picks this backend for any root with a URL scheme, so the
-registry and the serving function take a `gs://` root unchanged. The layout is the local one; a
-registry is published to Cloud Storage by copying a local root
-(`gcloud storage rsync --recursive .mlpipe/registry gs://BUCKET/registry`).
+cloud pipeline's Pusher, `mlpipe models … --registry-root gs://…` and the serving function all use
+the same registry, with the local layout. `file://` and TensorFlow's in-memory `ram://` run the same
+code offline.
 
-What differs from the local backend, and why:
-- Read-only: Cloud Storage has no rename and no lock, so the atomic writes of storage.py cannot be
-  made here; every write raises UsageError (an HTTP 400 from the server).
+Object storage has no atomic directory rename and no advisory lock, so the local backend's
+guarantees are rebuilt from what it does have:
+- **Single objects are replaced atomically.** A GCS upload becomes visible whole, as a new
+  generation, or not at all. `write_json` still writes a temporary object and renames it over the
+  target (one server-side copy), so file:// and ram:// (which stream writes) get the same guarantee.
+- **A version appears in one step.** `publish` copies the staged SavedModel into `vN/` file by file
+  and copies `version.json` last; readers treat a version directory without `version.json` as
+  absent, so nobody sees a half-copied version. `retire` deletes `version.json` first.
+- **One writer at a time**: `ROOT/.lock` is created with a create-only precondition (GCS:
+  `ifGenerationMatch=0` through google-cloud-storage; file://: `O_CREAT|O_EXCL`; ram://, which is
+  per-process: a process lock). It names its owner and expires after `LOCK_TTL_S`: a writer that
+  died is broken out after that time (again under a generation precondition, so two breakers cannot
+  both win). The guarantee: writers that use this lock are mutually exclusive as long as a holder
+  finishes its critical section (state and version.json updates, the copy of one staged version)
+  within the TTL; readers never lock and see the state before or after a change.
 - `local_path()` must give TensorFlow and the model cache a local `Path`, so the first call for a
   directory (a version's SavedModel) copies it into a per-process mirror under the temp dir
   (in Cloud Functions: the instance's in-memory /tmp). A registry never reuses a version name, so a
@@ -21,20 +33,23 @@ What differs from the local backend, and why:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import posixpath
 import shutil
+import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlpipe.errors import UsageError
-from mlpipe.registry.storage import Storage
+from mlpipe.registry.storage import LOCK_FILE, STAGING, Storage
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +59,19 @@ _MIRRORS: dict[str, Path] = {}
 _MIRRORS_LOCK = threading.Lock()
 # One lock per mirrored directory: concurrent first requests for a version copy it once.
 _COPY_LOCKS: dict[Path, threading.Lock] = {}
-# Cloud Storage, and local files as URLs (the same code path without a cloud account).
-SCHEMES = ("gs", "file")
+# Cloud Storage; local files as URLs and TensorFlow's in-memory filesystem (the same code path
+# without a cloud account).
+SCHEMES = ("gs", "file", "ram")
+# A lock older than this is considered abandoned by a writer that died.
+LOCK_TTL_S = 600
+# Written last when a version is published, removed first when it is deleted (file_registry.py).
+VERSION_MARKER = "version.json"
+# ram:// lives in this process only: its "create-only" is a process-wide lock.
+_RAM_LOCK = threading.Lock()
 
 
 class GfileStorage(Storage):
-    """A registry root at a URL tf.io.gfile understands (gs://, and file:// for tests)."""
+    """A registry root at a URL tf.io.gfile understands (gs://; file:// and ram:// offline)."""
 
     def __init__(self, location: str | os.PathLike[str]) -> None:
         text = os.fspath(location)
@@ -62,6 +84,7 @@ class GfileStorage(Storage):
         # Shown in logs and messages, as the local backend's root is.
         self.root = self.url  # type: ignore[assignment]
         self.mirror = _mirror_dir(self.url)
+        self._locks = ObjectLock(f"{self.url}/{LOCK_FILE}", self._gfile)
 
     # ---- paths ----------------------------------------------------------------------------------
 
@@ -121,39 +144,104 @@ class GfileStorage(Storage):
                 return None
             raise
 
-    # ---- writing: not here ----------------------------------------------------------------------
-
-    def _read_only(self) -> UsageError:
-        return UsageError(
-            f"the registry at {self.url} is read-only here; change it in a local registry "
-            "(mlpipe models ...) and copy it to Cloud Storage"
-        )
+    # ---- writing --------------------------------------------------------------------------------
 
     def write_json(self, rel: str | Path, data: Any) -> None:
-        raise self._read_only()
+        """Replace `rel` with `data` as JSON: a temporary object, renamed over the target."""
+        url = self._url(rel)
+        self._gfile.makedirs(posixpath.dirname(url))
+        tmp = f"{posixpath.dirname(url)}/.{posixpath.basename(url)}.{uuid.uuid4().hex}.tmp"
+        with self._gfile.GFile(tmp, "w") as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        try:
+            self._gfile.rename(tmp, url, overwrite=True)
+        finally:
+            if self._gfile.exists(tmp):
+                self._gfile.remove(tmp)
 
+    @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        raise self._read_only()
+        """Exclusive writer lock on the whole registry: the `.lock` object (see the module docstring)."""
+        token = self._locks.acquire()
+        try:
+            yield
+        finally:
+            self._locks.release(token)
 
     def stage_copy(self, src: Path, parent: str | Path, name: str) -> Path:
-        raise self._read_only()
+        """Upload the local tree `src` to `PARENT/.staging/<time>-<random>/NAME` (invisible to readers)."""
+        staging = f"{self._url(parent)}/{STAGING}/{int(time.time())}-{uuid.uuid4().hex}"
+        try:
+            self._copy_local_tree(Path(src), f"{staging}/{name}")
+        except BaseException:
+            self._rmtree(staging)
+            raise
+        return Path(staging.split("://", 1)[1])  # a handle; `_staging_url` turns it back
 
     def staging_rel(self, staging: Path, parent: str | Path) -> str:
-        raise self._read_only()
+        return f"{Path(parent).as_posix()}/{STAGING}/{staging.name}"
 
     def publish(self, staging: Path, dest: str | Path) -> None:
-        raise self._read_only()
+        """Copy a staging area to `dest`, `version.json` last; refuses to replace an existing `dest`."""
+        src, target = self._staging_url(staging), self._url(dest)
+        if self._gfile.exists(target):
+            raise FileExistsError(f"{target} already exists")
+        files = [(d, f) for d, _dirs, names in self._gfile.walk(src) for f in names]
+        files.sort(key=lambda df: (df[0] == src and df[1] == VERSION_MARKER, df[0], df[1]))
+        for dirpath, name in files:
+            sub = dirpath[len(src):].strip("/")
+            out_dir = f"{target}/{sub}" if sub else target
+            self._gfile.makedirs(out_dir)
+            self._gfile.copy(f"{dirpath.rstrip('/')}/{name}", f"{out_dir}/{name}", overwrite=False)
+        self._rmtree(src)
 
     def retire(self, rel: str | Path, parent: str | Path) -> None:
-        raise self._read_only()
+        """Delete `rel`: its `version.json` first (readers then treat it as absent), then the rest."""
+        url = self._url(rel)
+        marker = f"{url}/{VERSION_MARKER}"
+        if self._gfile.exists(marker):
+            self._gfile.remove(marker)
+        self._rmtree(url)
 
     def discard(self, staging: Path) -> None:
-        raise self._read_only()
+        self._rmtree(self._staging_url(staging))
 
     def clean_leftovers(self, parent: str | Path) -> None:
-        raise self._read_only()
+        """Remove staging areas older than the lock's TTL (their writer is gone; PIDs mean nothing
+        across machines) — call with the lock held."""
+        base = f"{self._url(parent)}/{STAGING}"
+        try:
+            entries = self._gfile.listdir(base)
+        except Exception as e:
+            if _not_found(e):
+                return
+            raise
+        for entry in entries:
+            started = entry.rstrip("/").split("-", 1)[0]
+            if started.isdigit() and time.time() - int(started) > LOCK_TTL_S:
+                log.info("removing leftover of an interrupted push: %s/%s", base, entry)
+                self._rmtree(f"{base}/{entry.rstrip('/')}")
 
     # ---- internals ------------------------------------------------------------------------------
+
+    def _staging_url(self, staging: Path) -> str:
+        return f"{self.url.split('://', 1)[0]}://{staging.as_posix()}"
+
+    def _rmtree(self, url: str) -> None:
+        if self._gfile.exists(url):
+            if self._gfile.isdir(url):
+                self._gfile.rmtree(url)
+            else:
+                self._gfile.remove(url)
+
+    def _copy_local_tree(self, src: Path, url: str) -> None:
+        for path in sorted(src.rglob("*")):
+            target = f"{url}/{path.relative_to(src).as_posix()}"
+            if path.is_dir():
+                self._gfile.makedirs(target)
+            else:
+                self._gfile.makedirs(posixpath.dirname(target))
+                self._gfile.copy(str(path), target, overwrite=True)
 
     def _copy_tree(self, url: str, local: Path) -> None:
         """Copy a remote directory next to `local`, then rename it into place: a reader never sees
@@ -186,3 +274,123 @@ def _not_found(e: Exception) -> bool:
     import tensorflow as tf
 
     return isinstance(e, (tf.errors.NotFoundError, FileNotFoundError))
+
+
+class LockBusy(Exception):
+    """The lock object exists and is held by someone else."""
+
+
+class ObjectLock:
+    """`.lock` as an object created only if absent (see the module docstring for the guarantees)."""
+
+    def __init__(self, url: str, gfile: Any, ttl_s: float = LOCK_TTL_S, poll_s: float = 0.5) -> None:
+        self.url, self._gfile, self.ttl_s, self.poll_s = url, gfile, ttl_s, poll_s
+        self.scheme = url.split("://", 1)[0]
+
+    def acquire(self, timeout_s: float | None = None) -> Any:
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else 2 * self.ttl_s)
+        body = json.dumps({"owner": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}",
+                           "expires": time.time() + self.ttl_s})
+        while True:
+            try:
+                return self._create(body)
+            except LockBusy:
+                self._break_if_expired()
+            if time.monotonic() > deadline:
+                raise UsageError(f"the registry lock {self.url} is held by another writer "
+                                 f"({self._describe()}); try again later")
+            time.sleep(self.poll_s)
+
+    def release(self, token: Any) -> None:
+        if self.scheme == "gs":
+            from google.api_core import exceptions as gexc
+
+            try:
+                self._blob().delete(if_generation_match=token)
+            except gexc.PreconditionFailed:  # broken out as expired and taken by another writer
+                log.warning("registry lock %s was taken over while held", self.url)
+            except gexc.NotFound:
+                pass
+            return
+        with contextlib.suppress(Exception):
+            if self._read() == token:
+                self._gfile.remove(self.url)
+
+    # ---- per scheme -------------------------------------------------------------------------------
+
+    def _create(self, body: str) -> Any:
+        """Create the lock object iff absent; returns what `release` needs, or raises LockBusy."""
+        if self.scheme == "gs":
+            from google.api_core import exceptions as gexc
+
+            blob = self._blob()
+            try:
+                blob.upload_from_string(body, content_type="application/json", if_generation_match=0)
+            except gexc.PreconditionFailed:
+                raise LockBusy() from None
+            return blob.generation
+        if self.scheme == "file":
+            path = self.url[len("file://"):]
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                raise LockBusy() from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(body)
+            return body
+        with _RAM_LOCK:
+            if self._gfile.exists(self.url):
+                raise LockBusy()
+            with self._gfile.GFile(self.url, "w") as fh:
+                fh.write(body)
+            return body
+
+    def _break_if_expired(self) -> None:
+        if self.scheme == "gs":
+            from google.api_core import exceptions as gexc
+
+            blob = self._blob()
+            try:
+                blob.reload()
+                data = json.loads(blob.download_as_bytes(if_generation_match=blob.generation))
+                if data.get("expires", 0) < time.time():
+                    log.warning("breaking the expired registry lock %s (%s)", self.url, data.get("owner"))
+                    blob.delete(if_generation_match=blob.generation)
+            except (gexc.NotFound, gexc.PreconditionFailed, ValueError):
+                pass
+            return
+        with _RAM_LOCK:
+            text = self._read()
+            if text is None:
+                return
+            try:
+                expired = json.loads(text).get("expires", 0) < time.time()
+            except ValueError:
+                expired = True
+            if expired:
+                log.warning("breaking the expired registry lock %s", self.url)
+                with contextlib.suppress(Exception):
+                    self._gfile.remove(self.url)
+
+    def _read(self) -> str | None:
+        try:
+            with self._gfile.GFile(self.url) as fh:
+                return fh.read()
+        except Exception as e:
+            if _not_found(e):
+                return None
+            raise
+
+    def _describe(self) -> str:
+        if self.scheme == "gs":
+            with contextlib.suppress(Exception):
+                return self._blob().download_as_text()
+            return "unknown owner"
+        return self._read() or "released"
+
+    def _blob(self) -> Any:
+        from google.cloud import storage
+
+        bucket, _, name = self.url[len("gs://"):].partition("/")
+        return storage.Client().bucket(bucket).blob(name)

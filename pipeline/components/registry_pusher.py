@@ -1,4 +1,5 @@
-"""Pusher that publishes a blessed model as the next version of the model registry.
+"""Pusher that publishes a blessed model as the next version of the model registry (a local directory,
+or in the cloud the bucket registry `GCS_ROOT/registry`, written through tf.io.gfile).
 
 The stock filesystem Pusher copies into `base_directory/<timestamp>` in place, so a run killed
 mid-copy leaves a half-written model where a server would look. The registry's push stages the copy
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 from typing import Any
 
@@ -22,6 +22,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter
+from tfx.utils import io_utils
 
 MODEL_EVALUATION_KEY = "model_evaluation"
 
@@ -56,34 +57,35 @@ class Executor(stock.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
         registry = open_registry(config["registry_root"], config["model"])
-        digest = model_digest(self.GetModelPath(input_dict))
-        same = find_same_model(registry, digest, model.id)
-        if same is not None:
-            # Blessed against itself (a cached Trainer, the registry's model as baseline): nothing new.
-            log.info("model %d is already %s %s; not pushed again", model.id, registry.model, same.name)
-            self._MarkNotPushed(pushed)
-            pushed.set_string_custom_property(ALREADY_VERSION_PROPERTY, same.name)
-            pushed.set_int_custom_property(ALREADY_DEFAULT_PROPERTY, int(same.is_default))
-            return
-        accuracy: dict[str, float] = {}
-        if input_dict.get(MODEL_EVALUATION_KEY):
-            evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
-            accuracy = evaluation_accuracy(evaluation.uri)
-        metadata = PushMetadata(
-            pipeline_run_id=self._context.pipeline_run_id if self._context else "",
-            model_artifact_id=model.id,
-            blessing_artifact_id=blessing.id,
-            test_accuracy=accuracy.get("candidate"),
-            baseline_accuracy=accuracy.get("baseline"),
-            source_tables=tuple(config.get("source_tables", ())),
-            source_queries=config.get("source_queries", {}),
-            extra={**config.get("extra", {}), DIGEST_KEY: digest},
-        )
         with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
             staged = os.path.join(tmp, "saved_model")
-            shutil.copytree(self.GetModelPath(input_dict), staged)
+            # Through tf.io.gfile: in the cloud the Trainer's model is on gs://. The digest is taken of
+            # this local copy (model_digest walks a local directory), before the test results are added.
+            io_utils.copy_dir(self.GetModelPath(input_dict), staged)
+            digest = model_digest(staged)
+            same = find_same_model(registry, digest, model.id)
+            if same is not None:
+                # Blessed against itself (a cached Trainer, the registry's model as baseline): nothing new.
+                log.info("model %d is already %s %s; not pushed again", model.id, registry.model, same.name)
+                self._MarkNotPushed(pushed)
+                pushed.set_string_custom_property(ALREADY_VERSION_PROPERTY, same.name)
+                pushed.set_int_custom_property(ALREADY_DEFAULT_PROPERTY, int(same.is_default))
+                return
+            accuracy: dict[str, float] = {}
             if input_dict.get(MODEL_EVALUATION_KEY):
+                evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
+                accuracy = evaluation_accuracy(evaluation.uri)
                 _attach_test_results(staged, evaluation.uri)
+            metadata = PushMetadata(
+                pipeline_run_id=self._context.pipeline_run_id if self._context else "",
+                model_artifact_id=model.id,
+                blessing_artifact_id=blessing.id,
+                test_accuracy=accuracy.get("candidate"),
+                baseline_accuracy=accuracy.get("baseline"),
+                source_tables=tuple(config.get("source_tables", ())),
+                source_queries=config.get("source_queries", {}),
+                extra={**config.get("extra", {}), "model_uri": model.uri, DIGEST_KEY: digest},
+            )
             version = registry.push(staged, metadata, promote=config.get("promote", True))
         self._MarkPushed(pushed, pushed_destination=version.saved_model_uri, pushed_version=version.name)
 

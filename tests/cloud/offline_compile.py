@@ -6,7 +6,7 @@ Two guards, because not every client goes through Python's socket module:
 - Python: `socket.connect`/`connect_ex`/`getaddrinfo` refuse (and record) any non-loopback address;
 - everything else that honours the proxy variables (curl inside TensorFlow's GCS file system, gRPC
   core, requests): `*_proxy` point at a loopback listener that records each connection and drops it.
-The driver compiles both push targets through the real CLI, builds the local pipeline for comparison,
+The driver compiles the defaults and every flag changed through the real CLI, builds the local pipeline for comparison,
 then tries `--submit` without credentials (where network attempts are expected and not counted).
 """
 
@@ -28,6 +28,13 @@ GCS_ROOT = "gs://offline-bucket/mnist"
 IMAGE = "europe-west4-docker.pkg.dev/offline-proj/mlpipe/mnist-automl:test"
 SERVICE_ACCOUNT = "pipelines@offline-proj.iam.gserviceaccount.com"
 COMMON = ["--project", PROJECT, "--region", REGION, "--gcs-root", GCS_ROOT, "--image", IMAGE]
+NETWORK = "mnist-vpc"
+SUBNETWORK = f"regions/{REGION}/subnetworks/mnist-subnet"
+# Every cloud flag away from its default.
+CUSTOM = ["--profile", "quick", "--push-target", "registry", "--service-account", SERVICE_ACCOUNT,
+          "--trainer-machine-type", "n1-standard-8", "--dataflow-machine-type", "n2-standard-2",
+          "--dataflow-disk-size-gb", "80", "--dataflow-network", NETWORK, "--dataflow-subnetwork", SUBNETWORK,
+          "--dataflow-max-workers", "2", "--keep-previous", "0"]
 
 
 def _loopback(host: object) -> bool:
@@ -122,10 +129,9 @@ def main(out_dir: Path) -> None:
     guard = NetworkGuard()
     guard.install()
     results: dict[str, object] = {}
-    results["ai_platform"] = run_cli(["compile-vertex", *COMMON, "--output", str(out_dir / "ai_platform.json")])
-    results["vertex"] = run_cli([
-        "compile-vertex", *COMMON, "--profile", "quick", "--push-target", "vertex",
-        "--service-account", SERVICE_ACCOUNT, "--output", str(out_dir / "vertex.json"),
+    results["default"] = run_cli(["compile-vertex", *COMMON, "--output", str(out_dir / "default.json")])
+    results["custom"] = run_cli([
+        "compile-vertex", *COMMON, *CUSTOM, "--output", str(out_dir / "custom.json"),
     ])  # fmt: skip
     results["local"] = local_pipeline()
     results["offline"] = guard.reset()

@@ -39,11 +39,21 @@ def test_env_vars_populate_the_cloud_config():
 
 
 def test_flags_override_env_vars():
-    settings = load_settings(environ=CLOUD_ENV, region="us-east1", push_target="ai_platform",
+    settings = load_settings(environ=CLOUD_ENV, region="us-east1", push_target="registry",
                              dataflow_temp_location="gs://other/tmp")
     cloud = CloudConfig.from_settings(settings)
     assert (cloud.region, cloud.push_target, cloud.dataflow_temp_location) == (
-        "us-east1", "ai_platform", "gs://other/tmp")
+        "us-east1", "registry", "gs://other/tmp")
+
+
+def test_defaults_target_vertex_with_sized_dataflow_workers():
+    env = {k: v for k, v in CLOUD_ENV.items() if k not in ("MLPIPE_PUSH_TARGET", "MLPIPE_DATAFLOW_MAX_WORKERS")}
+    cloud = CloudConfig.from_settings(load_settings(environ=env))
+    assert cloud.push_target == "vertex"
+    assert cloud.registry_root == "gs://my-bucket/mnist/registry"
+    args = cloud.beam_args()
+    assert {"--disk_size_gb=50", "--machine_type=n1-standard-4", "--max_num_workers=4"} <= set(args)
+    assert cloud.vertex_keep_previous == 1 and cloud.trainer_machine_type == ""
 
 
 def test_dataflow_beam_args():
@@ -73,6 +83,8 @@ def test_every_missing_setting_is_named_in_one_error():
     ({"MLPIPE_DATAFLOW_TEMP_LOCATION": "tmp"}, "--dataflow-temp-location must be a gs:// URI"),
     ({"MLPIPE_SERVICE_ACCOUNT": "pipelines"}, "--service-account must be an e-mail address"),
     ({"MLPIPE_DATAFLOW_MAX_WORKERS": "0"}, "--dataflow-max-workers must be at least 1"),
+    ({"MLPIPE_DATAFLOW_DISK_SIZE_GB": "10"}, "--dataflow-disk-size-gb must be at least 30"),
+    ({"MLPIPE_VERTEX_KEEP_PREVIOUS": "-1"}, "--keep-previous must be 0 or more"),
 ])
 def test_malformed_settings_are_refused(override, expected):
     with pytest.raises(UsageError, match=re.escape(expected)):
@@ -80,8 +92,10 @@ def test_malformed_settings_are_refused(override, expected):
 
 
 def test_unknown_push_target_is_refused():
-    with pytest.raises(UsageError, match="push_target must be 'ai_platform' or 'vertex'"):
+    with pytest.raises(UsageError, match="push_target must be 'vertex' or 'registry'"):
         load_settings(environ={"MLPIPE_PUSH_TARGET": "sagemaker"})
+    with pytest.raises(UsageError, match="shut down on 2025-01-31"):
+        load_settings(environ={"MLPIPE_PUSH_TARGET": "ai_platform"})
 
 
 def test_compile_vertex_without_settings_fails_in_one_line(capsys, monkeypatch):

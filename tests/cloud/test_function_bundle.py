@@ -16,7 +16,16 @@ import pytest
 import yaml
 
 from mlpipe.cli import main
-from mlpipe.cloud.function_bundle import ENTRY_MODULES, write_bundle
+from mlpipe.cloud.function_bundle import (
+    ENTRY_MODULES,
+    FUNCTION_LOCK_FILE,
+    LOCK_FILE,
+    REQUIREMENTS,
+    RUNTIME,
+    RUNTIME_PYTHON,
+    read_lock,
+    write_bundle,
+)
 from mlpipe.config import load_settings
 from mlpipe.errors import UsageError
 from mlpipe.serving.server import TARGET
@@ -74,6 +83,8 @@ def test_requirements_cover_every_third_party_import(bundle):
         pinned[name] = version
     assert pinned["tensorflow-cpu"] == metadata.version("tensorflow")
     assert pinned["functions-framework"] == metadata.version("functions-framework")
+    # The whole frozen set: requirements-function.lock, line for line.
+    assert pinned == read_lock(FUNCTION_LOCK_FILE)
     # What the pinned distributions bring (tensorflow-cpu is installed here as tensorflow).
     installed = {"tensorflow" if n == "tensorflow-cpu" else n for n in pinned}
     reachable = _dependency_closure(installed)
@@ -90,6 +101,21 @@ def test_requirements_cover_every_third_party_import(bundle):
                 assert dists & reachable, f"{path.name} imports {name}, which no requirement installs"
             else:
                 assert top in providers, f"{path.name} imports {name}, which is not installed here"
+
+
+def test_frozen_set_is_complete_and_matches_the_training_lock():
+    """Every top-level package at requirements.lock's version; the function lock resolved by uv (which
+    writes every transitive package, pinned) for the Python of the runtime the deploy command names."""
+    training, function = read_lock(LOCK_FILE), read_lock(FUNCTION_LOCK_FILE)
+    for name, installed in REQUIREMENTS.items():
+        if name != "protobuf":  # see FUNCTION_LOCK_FILE: protobuf 4 on Python >= 3.11
+            assert function[name] == training[installed], name
+    header = FUNCTION_LOCK_FILE.read_text().splitlines()[1]
+    assert f"--python-version {RUNTIME_PYTHON} " in header
+    assert RUNTIME == "python" + RUNTIME_PYTHON.replace(".", "") == "python311"
+    # Transitive packages are there too (not just the top level), each with one exact version.
+    assert {"grpcio", "grpcio-status", "google-api-core", "absl-py", "keras", "flask"} <= set(function)
+    assert all(v and v[0].isdigit() for v in function.values())
 
 
 def test_env_file_holds_the_function_settings_as_strings(bundle):

@@ -1,13 +1,19 @@
-"""The read-only registry backend for URL roots (gs://…), exercised through file:// URLs: the same
-tf.io.gfile calls, on local files."""
+"""The registry backend for URL roots (gs://…), exercised through file:// URLs and TensorFlow's
+in-memory ram:// filesystem: the same tf.io.gfile calls, without a cloud account."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from pathlib import Path
+
 import pytest
+import tensorflow as tf
 
 from mlpipe.errors import UsageError
 from mlpipe.registry import open_registry
-from mlpipe.registry.gfile_storage import GfileStorage
+from mlpipe.registry.gfile_storage import GfileStorage, ObjectLock
 from mlpipe.registry.storage import LocalStorage
 
 
@@ -74,12 +80,96 @@ def test_default_change_is_seen_by_the_next_read(roots):
     assert remote.resolve().name == "v2"
 
 
-def test_writes_are_refused(roots, fake_models):
-    _, remote = roots
-    for change in (lambda: remote.set_default("v2"), lambda: remote.delete("v2"),
-                   lambda: remote.set_alias("x", "v1"), lambda: remote.push(fake_models[0])):
-        with pytest.raises(UsageError, match="read-only"):
-            change()
+@pytest.fixture(params=["file", "ram"])
+def url_root(request, tmp_path) -> str:
+    if request.param == "file":
+        return (tmp_path / "bucket" / "registry").as_uri()
+    return f"ram://bucket-{uuid.uuid4().hex}/registry"
+
+
+def test_a_url_registry_is_managed_like_a_local_one(url_root, fake_models):
+    remote = open_registry(url_root, "mnist")
+    v1 = remote.push(fake_models[0], {"test_accuracy": 0.9, "model_artifact_id": 7,
+                                      "extra": {"pipeline_name": "mnist-automl"}})
+    v2 = remote.push(fake_models[1], {"test_accuracy": 0.8}, promote=False)
+    assert (v1.name, v2.name, remote.default_version()) == ("v1", "v2", "v1")
+    assert v1.saved_model_uri == f"{url_root}/mnist/versions/v1/saved_model"
+    assert remote.get("v1").metadata.model_artifact_id == 7
+    remote.set_alias("candidate", "v2")
+    remote.set_default("v2")
+    assert remote.resolve().name == "v2" and remote.aliases() == {"candidate": "v2"}
+    remote.set_default("v1")
+    remote.remove_alias("candidate")
+    remote.delete("v2")
+    assert [v.name for v in remote.list_versions()] == ["v1"]
+    # Numbers are never reused, as locally.
+    assert remote.push(fake_models[1]).name == "v3"
+    mirrored = remote.local_saved_model(remote.get("v3"))
+    assert (mirrored / "saved_model.pb").read_bytes() == (Path(fake_models[1]) / "saved_model.pb").read_bytes()
+    # No staging, temporary or lock objects left behind.
+    names = {p.rstrip("/") for p in tf.io.gfile.listdir(url_root)} | {
+        p.rstrip("/") for p in tf.io.gfile.listdir(f"{url_root}/mnist")}
+    # (an empty .staging directory stays on file://; object stores have no empty directories)
+    assert names - {".staging"} == {"mnist", "state.json", "versions"}, names
+    assert not tf.io.gfile.exists(f"{url_root}/mnist/.staging") or not tf.io.gfile.listdir(
+        f"{url_root}/mnist/.staging")
+
+
+def test_state_is_replaced_through_a_rename(url_root, monkeypatch):
+    """No writer writes state.json in place: a crash mid-write leaves the old state."""
+    storage = GfileStorage(url_root)
+    storage.write_json("mnist/state.json", {"default": "v1"})
+    written: list[str] = []
+    real = tf.io.gfile.GFile
+
+    def recording(name, mode="r"):
+        if "w" in mode:
+            written.append(name)
+        return real(name, mode)
+
+    monkeypatch.setattr(storage._gfile, "GFile", recording)
+    storage.write_json("mnist/state.json", {"default": "v2"})
+    assert written and not any(w.endswith("/state.json") for w in written)
+    assert storage.read_json("mnist/state.json") == {"default": "v2"}
+
+
+def test_a_half_published_version_is_invisible(url_root, fake_models):
+    remote = open_registry(url_root, "mnist")
+    remote.push(fake_models[0])
+    # What a writer that died in the middle of `publish` leaves: files, but no version.json yet.
+    tf.io.gfile.makedirs(f"{url_root}/mnist/versions/v2/saved_model")
+    tf.io.gfile.copy(str(Path(fake_models[1]) / "saved_model.pb"),
+                     f"{url_root}/mnist/versions/v2/saved_model/saved_model.pb")
+    assert [v.name for v in remote.list_versions()] == ["v1"]
+    # The next push skips the number rather than overwriting the leftover.
+    assert remote.push(fake_models[1]).name == "v3"
+
+
+def test_the_lock_excludes_a_second_writer_and_expires(url_root):
+    lock = ObjectLock(f"{url_root}/.lock", tf.io.gfile, ttl_s=60, poll_s=0.05)
+    token = lock.acquire()
+    other = ObjectLock(f"{url_root}/.lock", tf.io.gfile, ttl_s=60, poll_s=0.05)
+    with pytest.raises(UsageError, match="held by another writer"):
+        other.acquire(timeout_s=0.3)
+    lock.release(token)
+    other.release(other.acquire(timeout_s=0.3))
+    # A holder that died: its lock expires and is broken out.
+    dead = ObjectLock(f"{url_root}/.lock", tf.io.gfile, ttl_s=0.1, poll_s=0.05)
+    dead.acquire()
+    time.sleep(0.2)
+    other.release(other.acquire(timeout_s=2))
+
+
+def test_concurrent_pushes_get_distinct_versions(url_root, fake_models):
+    remote = open_registry(url_root, "mnist")
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda m=m: results.append(remote.push(m).name)) for m in fake_models[:2]]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(results) == ["v1", "v2"]
+    assert open_registry(url_root, "mnist").resolve().name in results
 
 
 def test_paths_outside_the_root_are_refused(roots):

@@ -18,7 +18,11 @@ from pipeline.queries import split_queries
 from tests.cloud import offline_compile as oc
 
 BIGQUERY_EXECUTOR = "tfx.extensions.google_cloud_big_query.example_gen.executor.Executor"
-AI_PLATFORM_PUSHER = "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+REGISTRY_PUSHER = "pipeline.components.registry_pusher.Executor"
+VERTEX_PUSHER = "pipeline.components.vertex_pusher.Executor"
+BASELINE_STEP = "pipeline.components.registry_baseline.RegistryBaselineExecutor"
+BASELINE_AWARE_EVALUATOR = "pipeline.components.registry_baseline.BaselineAwareEvaluatorExecutor"
+VERTEX_TRAINER = "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
 
@@ -32,20 +36,29 @@ def compiled(tmp_path_factory) -> dict:
            if not k.startswith(("MLPIPE_", "GOOGLE_", "CLOUDSDK_")) and "proxy" not in k.lower()}
     env.update(HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-m", "tests.cloud.offline_compile", str(out)], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out / "results.json").read_text())
-    for variant in ("ai_platform", "vertex"):
+    for variant in VARIANTS:
         assert results[variant]["rc"] == 0, results[variant]["stderr"][-3000:]
         results[f"{variant}_job"] = json.loads((out / f"{variant}.json").read_text())
-    results["ai_platform_size"] = (out / "ai_platform.json").stat().st_size
     return results
+
+
+VARIANTS = ("default", "custom")
 
 
 def _cloud(**overrides) -> CloudConfig:
     settings = load_settings(environ={}, project=oc.PROJECT, region=oc.REGION, gcs_root=oc.GCS_ROOT,
                              image=oc.IMAGE, **overrides)
     return CloudConfig.from_settings(settings)
+
+
+CUSTOM_CLOUD = dict(
+    push_target="registry", service_account=oc.SERVICE_ACCOUNT, trainer_machine_type="n1-standard-8",
+    dataflow_machine_type="n2-standard-2", dataflow_disk_size_gb=80, dataflow_network=oc.NETWORK,
+    dataflow_subnetwork=oc.SUBNETWORK, dataflow_max_workers=2, vertex_keep_previous=0,
+)
 
 
 def _param(job: dict, task: str, name: str) -> str:
@@ -70,7 +83,7 @@ def test_compiling_needs_no_network(compiled):
 
 
 def test_compiled_json_parses_into_the_kfp_pipeline_job_proto(compiled):
-    for variant in ("ai_platform", "vertex"):
+    for variant in VARIANTS:
         job = json_format.ParseDict(compiled[f"{variant}_job"], pipeline_spec_pb2.PipelineJob())
         spec = json_format.ParseDict(compiled[f"{variant}_job"]["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
         assert job.display_name == spec.pipeline_info.name == "mnist-automl"
@@ -81,59 +94,119 @@ def test_compiled_json_parses_into_the_kfp_pipeline_job_proto(compiled):
 
 
 def test_every_component_of_the_local_pipeline_is_compiled(compiled):
-    tasks = set(compiled["ai_platform_job"]["pipelineSpec"]["root"]["dag"]["tasks"])
-    # The resolver node compiles to one resolver task per input channel.
-    tasks = {t.split("-")[0] for t in tasks}
     local = {"BigQueryExampleGen" if c == "LocalBigQueryExampleGen" else c
              for c in compiled["local"]["components"]}
-    assert tasks == local
     assert len(local) == 9
+    for variant, extra in (("default", {"VertexPusher"}), ("custom", set())):
+        tasks = set(compiled[f"{variant}_job"]["pipelineSpec"]["root"]["dag"]["tasks"])
+        # The resolver node compiles to one resolver task per input channel.
+        tasks = {t.split("-")[0] for t in tasks}
+        assert tasks == local | extra, variant
 
 
 def test_stock_bigquery_example_gen_runs_the_split_queries(compiled):
-    executors = _executors(compiled["ai_platform_job"])
+    executors = _executors(compiled["default_job"])
     assert executors["BigQueryExampleGen"]["args"][1] == BIGQUERY_EXECUTOR
-    for variant, limits in (("ai_platform", None), ("vertex", {"train": 3000, "eval": 500, "test": 1000})):
+    for variant, limits in (("default", None), ("custom", {"train": 3000, "eval": 500, "test": 1000})):
         splits = json.loads(_param(compiled[f"{variant}_job"], "BigQueryExampleGen", "input_config"))["splits"]
         expected = split_queries(oc.PROJECT, "mnist", limits)
         assert [(s["name"], s["pattern"]) for s in splits] == [(q.split, q.sql) for q in expected]
         assert all(f"`{oc.PROJECT}.mnist." in s["pattern"] for s in splits)
 
 
+def _beam_args(container: dict) -> list[str]:
+    return container["args"][4:]
+
+
 def test_every_step_runs_in_the_image_with_beam_on_dataflow(compiled):
-    for variant, cloud in (("ai_platform", _cloud()),
-                           ("vertex", _cloud(push_target="vertex", service_account=oc.SERVICE_ACCOUNT))):
+    for variant, cloud in (("default", _cloud()), ("custom", _cloud(**CUSTOM_CLOUD))):
         executors = _executors(compiled[f"{variant}_job"])
-        assert len(executors) == 8  # every task but the two resolver tasks
         for task_id, container in executors.items():
             assert container["image"] == oc.IMAGE, task_id
             assert container["command"] == RUN_EXECUTOR, task_id
-            assert container["args"][4:] == list(cloud.beam_args()), task_id
-    args = _executors(compiled["vertex_job"])["Transform"]["args"]
-    assert "--runner=DataflowRunner" in args
-    assert f"--temp_location={oc.GCS_ROOT}/tmp" in args
-    assert f"--region={oc.REGION}" in args and f"--project={oc.PROJECT}" in args
-    assert f"--sdk_container_image={oc.IMAGE}" in args
-    assert f"--service_account_email={oc.SERVICE_ACCOUNT}" in args
+            assert _beam_args(container) == list(cloud.beam_args()), task_id
 
 
-def test_pusher_targets_ai_platform_or_a_vertex_endpoint(compiled):
-    for variant in ("ai_platform", "vertex"):
-        assert _executors(compiled[f"{variant}_job"])["Pusher"]["args"][1] == AI_PLATFORM_PUSHER
-    ai_platform = json.loads(_param(compiled["ai_platform_job"], "Pusher", "custom_config"))
-    assert ai_platform == {"ai_platform_serving_args": {
-        "model_name": "mnist", "project_id": oc.PROJECT, "regions": [oc.REGION], "runtime_version": "2.11"}}
-    vertex = json.loads(_param(compiled["vertex_job"], "Pusher", "custom_config"))
+def test_dataflow_workers_get_machine_disk_and_network(compiled):
+    default = _beam_args(_executors(compiled["default_job"])["Transform"])
+    for arg in ("--runner=DataflowRunner", f"--temp_location={oc.GCS_ROOT}/tmp", f"--region={oc.REGION}",
+                f"--project={oc.PROJECT}", f"--sdk_container_image={oc.IMAGE}", "--disk_size_gb=50",
+                "--machine_type=n1-standard-4", "--max_num_workers=4"):
+        assert arg in default, arg
+    assert not any(a.startswith(("--network", "--subnetwork", "--service_account_email")) for a in default)
+    custom = _beam_args(_executors(compiled["custom_job"])["Evaluator"])
+    for arg in ("--disk_size_gb=80", "--machine_type=n2-standard-2", "--max_num_workers=2",
+                f"--network={oc.NETWORK}", f"--subnetwork={oc.SUBNETWORK}",
+                f"--service_account_email={oc.SERVICE_ACCOUNT}"):
+        assert arg in custom, arg
+
+
+def test_default_push_goes_to_the_bucket_registry_then_a_vertex_endpoint(compiled):
+    job = compiled["default_job"]
+    executors = _executors(job)
+    assert executors["Pusher"]["args"][1] == REGISTRY_PUSHER
+    assert executors["VertexPusher"]["args"][1] == VERTEX_PUSHER
+    registry = json.loads(_param(job, "Pusher", "custom_config"))
+    assert registry["registry_root"] == f"{oc.GCS_ROOT}/registry"
+    assert registry["extra"]["pipeline_name"] == "mnist-automl"
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "Pusher" in tasks["VertexPusher"]["dependentTasks"]
+    vertex = json.loads(_param(job, "VertexPusher", "custom_config"))
     assert vertex["ai_platform_enable_vertex"] is True
     assert vertex["ai_platform_vertex_region"] == oc.REGION
     assert vertex["ai_platform_vertex_container_image_uri"].startswith(
         "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15")
-    assert vertex["ai_platform_serving_args"]["endpoint_name"] == "mnist"
-    assert vertex["ai_platform_serving_args"]["project_id"] == oc.PROJECT
+    serving = vertex["ai_platform_serving_args"]
+    assert (serving["endpoint_name"], serving["project_id"], serving["traffic_percentage"]) == (
+        "mnist", oc.PROJECT, 100)
+    assert vertex["mlpipe_keep_previous"] == 1
+
+
+def test_baseline_is_the_bucket_registry_default_of_this_pipeline(compiled):
+    job = compiled["default_job"]
+    executors = _executors(job)
+    assert executors["baseline_resolver"]["args"][1] == BASELINE_STEP
+    assert executors["Evaluator"]["args"][1] == BASELINE_AWARE_EVALUATOR
+    assert _param(job, "baseline_resolver", "registry_root") == f"{oc.GCS_ROOT}/registry"
+    assert _param(job, "baseline_resolver", "pipeline_name") == "mnist-automl"
+    assert "LatestBlessedModelStrategy" not in json.dumps(job)
+    inputs = job["pipelineSpec"]["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]
+    assert inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == "baseline_resolver"
+
+
+def test_registry_push_target_has_no_endpoint(compiled):
+    tasks = compiled["custom_job"]["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "VertexPusher" not in tasks
+    assert _executors(compiled["custom_job"])["Pusher"]["args"][1] == REGISTRY_PUSHER
+
+
+def test_no_legacy_ai_platform_anywhere(compiled):
+    for variant in VARIANTS:
+        text = json.dumps(compiled[f"{variant}_job"])
+        for legacy in ("ml.googleapis.com", "runtime_version"):
+            assert legacy not in text, (variant, legacy)
+    readme = (REPO_ROOT / "README.md").read_text()
+    for legacy in ("ml.googleapis.com", "gcloud ai-platform", "runtime 2.11", "ml.developer"):
+        assert legacy not in readme, legacy
+
+
+def test_trainer_runs_in_the_step_or_as_a_vertex_training_job(compiled):
+    default = _executors(compiled["default_job"])["Trainer"]["args"][1]
+    assert default == "tfx.components.trainer.executor.GenericExecutor"
+    custom = _executors(compiled["custom_job"])["Trainer"]["args"][1]
+    assert custom == VERTEX_TRAINER
+    config = json.loads(_param(compiled["custom_job"], "Trainer", "custom_config"))
+    assert config["ai_platform_enable_vertex"] is True
+    assert config["ai_platform_vertex_region"] == oc.REGION
+    spec = config["ai_platform_training_args"]["job_spec"]
+    assert spec["worker_pool_specs"] == [{"machine_spec": {"machine_type": "n1-standard-8"}, "replica_count": 1,
+                                          "container_spec": {"image_uri": oc.IMAGE}}]
+    assert spec["service_account"] == oc.SERVICE_ACCOUNT
+    assert "training" in config  # the AdaNet budget travels as in the local Trainer
 
 
 def test_no_path_of_the_compiling_machine_reaches_the_cloud(compiled):
-    for variant in ("ai_platform", "vertex"):
+    for variant in VARIANTS:
         text = json.dumps(compiled[f"{variant}_job"])
         assert str(REPO_ROOT) not in text
         assert _param(compiled[f"{variant}_job"], "ImportSchemaGen", "schema_file") == IMAGE_SCHEMA_FILE

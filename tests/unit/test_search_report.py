@@ -143,3 +143,32 @@ def test_confusion_matrix_counts_true_by_predicted():
     assert matrix[1, 7] == 1 and matrix[1, 1] == 1 and np.trace(matrix) == 3
     with pytest.raises(ValueError, match="differ in length"):
         confusion_matrix([0, 1], [0])
+
+
+def _copy_tree_gfile(src: str, dst: str) -> None:
+    for dirpath, _dirs, files in tf.io.gfile.walk(src):
+        target = dst + dirpath[len(src):]
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(f"{dirpath}/{name}", f"{target}/{name}", overwrite=True)
+
+
+def test_report_reads_and_writes_a_non_local_filesystem(searched, tmp_path, monkeypatch):
+    """In the cloud model_dir and the SavedModel are gs:// URLs; TensorFlow's in-memory `ram://`
+    filesystem stands in for them offline. A local-only call (open, os.makedirs, glob) would miss the
+    files or write a `ram:` directory into the working directory instead."""
+    monkeypatch.chdir(tmp_path)
+    remote_dir = f"ram://search-report-{time.time_ns()}/model"
+    _copy_tree_gfile(searched["model_dir"], remote_dir)
+    local = build_search_report(searched["model_dir"], searched["space"])
+    remote = build_search_report(remote_dir, searched["space"])
+    assert remote["iterations"] and {**remote, "model_dir": None} == {**local, "model_dir": None}
+    out = f"{remote_dir}/serving/assets.extra"
+    paths = write_report(remote, out, y_true=searched["y_true"], y_pred=searched["y_pred"])
+    assert all(p.startswith("ram://") for p in paths.values())
+    with tf.io.gfile.GFile(paths["report"]) as f:
+        assert json.load(f)["test"]["n"] == len(searched["y_true"])
+    for key in ("accuracy_plot", "confusion_plot"):
+        with tf.io.gfile.GFile(paths[key], "rb") as f:
+            assert f.read().startswith(PNG_MAGIC)
+    assert list(tmp_path.iterdir()) == []  # nothing landed on the local disk
