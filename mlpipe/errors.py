@@ -61,6 +61,10 @@ class MethodNotAllowedError(UsageError):
         self.allowed = allowed
 
 
+class UnsupportedMediaTypeError(UsageError):
+    """A request body is not of the content type the route accepts (e.g. feedback must be JSON)."""
+
+
 class ModelLoadError(ServiceUnavailable):
     """A registered version could not be loaded by the server (a server-side fault, not the caller's)."""
 
