@@ -192,6 +192,7 @@ def _extensions() -> list[Callable]:
     from mlpipe.cloud import cli as cloud_cli
     from mlpipe.feedback import cli as feedback_cli
     from mlpipe.lineage import cli as lineage_cli
+    from mlpipe.monitor import cli as monitor_cli
     from mlpipe.registry import cli as registry_cli
     from mlpipe.serving import cli as serving_cli
     from pipeline import cli as pipeline_cli
@@ -205,6 +206,7 @@ def _extensions() -> list[Callable]:
         cloud_cli.register,
         lineage_cli.register,
         feedback_cli.register,
+        monitor_cli.register,
     ]
 
 
