@@ -207,7 +207,9 @@ def _extensions() -> list[Callable]:
     """
     from mlpipe import serving_check
     from mlpipe.cloud import cli as cloud_cli
+    from mlpipe.feedback import cli as feedback_cli
     from mlpipe.lineage import cli as lineage_cli
+    from mlpipe.monitor import cli as monitor_cli
     from mlpipe.registry import cli as registry_cli
     from mlpipe.serving import cli as serving_cli
     from pipeline import cli as pipeline_cli
@@ -222,6 +224,8 @@ def _extensions() -> list[Callable]:
         pipeline_schedule.register,
         cloud_cli.register,
         lineage_cli.register,
+        feedback_cli.register,
+        monitor_cli.register,
     ]
 
 

@@ -198,6 +198,11 @@ class Settings:
         return self.state_dir / "run.lock"
 
     @property
+    def monitor_dir(self) -> Path:
+        """Drift reports and plots written by `mlpipe monitor` (one sub-directory per run)."""
+        return self.state_dir / "monitor"
+
+    @property
     def vertex_dir(self) -> Path:
         """Where `mlpipe compile-vertex` writes the compiled pipeline by default."""
         return self.state_dir / "vertex"

@@ -4,6 +4,11 @@ The SavedModel at `fn_args.serving_model_dir` has two signatures, both applying 
 - `serving_default`: `image` float32 [n, 784] raw 0..255 pixels → `class_ids`, `probabilities`,
   `logits` (what JSON clients and the serving function call);
 - `serving_examples`: `examples` serialized tf.Examples → the same outputs (what TFMA calls).
+
+`probabilities` are calibrated: softmax(logits / T) with a temperature T fitted on the eval split after
+training (`mlpipe.calibration`), baked into the exported graph; `logits` stay the ensemble's raw logits
+and `class_ids` their argmax (a temperature does not change it). T and the eval split's accuracy and
+expected calibration error before/after are in the search report's `calibration` section.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import logging
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from mlpipe import contract
+from mlpipe import calibration, contract
 from models import generators, search_report
 from models.hparams import TrainingConfig
 
@@ -105,8 +111,13 @@ def run_fn(fn_args) -> None:
     train_seconds = time.perf_counter() - started
     eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
     log.info("trained %d steps in %.1fs; eval %s", space.total_steps, train_seconds, eval_metrics)
-    export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir)
+    logits, labels = eval_logits(estimator, fn_args.eval_files, tf_transform_output, space.eval_batch_size)
+    temperature = calibration.fit_temperature(logits, labels)
+    export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir, temperature)
     report = search_report.build_search_report(estimator, space)
+    report["calibration"] = search_report.calibration_section(logits, labels, temperature, "eval")
+    log.info("calibration on eval: T=%.3f, ECE %.4f → %.4f", temperature, report["calibration"]["ece_before"],
+             report["calibration"]["ece_after"])
     report["train_seconds"] = round(train_seconds, 1)
     search_report.write_report(report, os.path.join(fn_args.serving_model_dir, contract.SEARCH_REPORT_DIR))
     summary = {
@@ -114,6 +125,7 @@ def run_fn(fn_args) -> None:
         "train_seconds": round(train_seconds, 1),
         "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},
         "final_ensemble": report.get("final_ensemble"),
+        "calibration": report["calibration"],
     }
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, contract.TRAINING_SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)
@@ -126,11 +138,27 @@ def _jsonable(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def export_serving_model(estimator, tf_transform_output: tft.TFTransformOutput, serving_dir: str) -> None:
-    """Export the Estimator and name its signatures for serving; the result lands at `serving_dir`."""
+def eval_logits(estimator, eval_files, tf_transform_output: tft.TFTransformOutput,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The final ensemble's logits [n, 10] and the labels [n] of the whole eval split, in file order."""
+    input_fn = make_input_fn(eval_files, tf_transform_output, batch_size, shuffle=False, repeat=False)
+    labels = np.concatenate([y.numpy().reshape(-1) for _, y in input_fn()])
+    logits = np.stack([p["logits"] for p in estimator.predict(lambda: input_fn().map(lambda x, _y: x),
+                                                               predict_keys=["logits"],
+                                                               yield_single_examples=True)])
+    if len(logits) != len(labels):
+        raise RuntimeError(f"eval predictions ({len(logits)}) and labels ({len(labels)}) differ in number")
+    return logits.reshape(len(labels), contract.NUM_CLASSES), labels.astype(np.int64)
+
+
+def export_serving_model(estimator, tf_transform_output: tft.TFTransformOutput, serving_dir: str,
+                         temperature: float = 1.0) -> None:
+    """Export the Estimator, name its signatures for serving and bake the temperature into their
+    probabilities; the result lands at `serving_dir`."""
     export_base = serving_dir.rstrip("/") + ".export"
     exported = estimator.export_saved_model(export_base, _receiver_fn(tf_transform_output)).decode()
     set_serving_signatures(exported)
+    bake_temperature(exported, temperature)
     if tf.io.gfile.exists(serving_dir):
         tf.io.gfile.rmtree(serving_dir)
     tf.io.gfile.rename(exported, serving_dir)
@@ -165,3 +193,67 @@ def set_serving_signatures(export_dir: str) -> None:
             sigs[target].CopyFrom(sig)
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(model.SerializeToString())
+
+
+CALIBRATION_SCOPE = "calibration"
+
+
+def bake_temperature(export_dir: str, temperature: float) -> None:
+    """Point both serving signatures' `probabilities` at softmax(logits / T), T a constant in the graph.
+
+    An edit of saved_model.pb like `set_serving_signatures`: a few nodes (Const T, RealDiv, Softmax)
+    are appended after each signature's logits tensor; the variables are untouched.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, not {temperature}")
+    path = os.path.join(export_dir, "saved_model.pb")
+    model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        model.ParseFromString(f.read())
+    for meta_graph in model.meta_graphs:
+        sigs = meta_graph.signature_def
+        taken = {n.name for n in meta_graph.graph_def.node}
+        added: dict[str, str] = {}  # logits tensor → calibrated probabilities tensor
+        for name in (contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE):
+            if name not in sigs:
+                continue
+            outputs = sigs[name].outputs
+            logits = outputs["logits"].name
+            if logits not in added:
+                scope = CALIBRATION_SCOPE if not added else f"{CALIBRATION_SCOPE}_{len(added)}"
+                if any(n == scope or n.startswith(scope + "/") for n in taken):
+                    raise ValueError(f"{export_dir} already has a {scope!r} scope: calibrated twice?")
+                nodes = _temperature_nodes(logits, temperature, scope)
+                meta_graph.graph_def.node.extend(nodes)
+                added[logits] = f"{scope}/probabilities:0"
+            outputs[contract.PROBABILITIES_KEY].name = added[logits]
+        have = {op.name for op in meta_graph.meta_info_def.stripped_op_list.op}
+        for op in ("Const", "RealDiv", "Softmax"):
+            if op not in have:
+                meta_graph.meta_info_def.stripped_op_list.op.append(op_def_registry.get(op))
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(model.SerializeToString())
+
+
+def _temperature_nodes(logits_tensor: str, temperature: float, scope: str) -> list:
+    """NodeDefs computing `scope/probabilities` = softmax(logits / T) from `logits_tensor` ("op:i")."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, contract.NUM_CLASSES], name="calibration_input")
+        with tf.compat.v1.name_scope(scope + "/"):
+            t = tf.constant(temperature, tf.float32, name="temperature")
+            tf.nn.softmax(tf.math.truediv(x, t, name="scaled_logits"), name="probabilities")
+    op, _, index = logits_tensor.partition(":")
+    source = op if index in ("", "0") else f"{op}:{index}"
+    nodes = []
+    for node in graph.as_graph_def().node:
+        if node.name == "calibration_input":
+            continue
+        inputs = [source if i == "calibration_input" else i for i in node.input]
+        del node.input[:]
+        node.input.extend(inputs)
+        nodes.append(node)
+    return nodes

@@ -47,6 +47,7 @@ REPORT_KEYS = (
     "final_architecture_text",
     "subnetworks",
     "test",
+    "calibration",
 )
 
 _ITERATION_PREFIX = re.compile(r"^t(\d+)_(.+)$")
@@ -287,8 +288,19 @@ def build_search_report(
             for name, values in subnetwork_summaries.items()
         },
         "test": test_section(y_true, y_pred) if y_true is not None and y_pred is not None else None,
+        # Filled in by the Trainer after it fitted the temperature: see `calibration_section`.
+        "calibration": None,
     }
     return report
+
+
+def calibration_section(logits: Sequence[Sequence[float]], labels: Sequence[int], temperature: float,
+                        split: str = "eval") -> dict[str, Any]:
+    """Accuracy, expected calibration error and NLL of the final ensemble on `split`, before (T = 1)
+    and after the temperature the exported model divides its logits by."""
+    from mlpipe.calibration import calibration_report
+
+    return calibration_report(np.asarray(logits), np.asarray(labels), temperature, split)
 
 
 def _plot_accuracy(report: dict[str, Any], path: str) -> None:

@@ -25,6 +25,7 @@ from mlpipe.display import display_path
 from mlpipe.errors import (
     AuthenticationError,
     ForbiddenError,
+    BadInstanceError,
     MethodNotAllowedError,
     MlpipeError,
     NotFoundError,
@@ -35,12 +36,13 @@ from mlpipe.errors import (
     UnsupportedMediaTypeError,
     UsageError,
 )
+from mlpipe.feedback.store import FeedbackStore, FeedbackUnavailable, new_prediction_ids
 from mlpipe.registry import Registry, VersionInfo, open_registry, validate_name
 from mlpipe.serving import resources, routes
 from mlpipe.serving.guard import MUTATING, EdgePolicy
-from mlpipe.serving.instances import parse_body
+from mlpipe.serving.instances import parse_body, parse_json
 from mlpipe.serving.model_cache import ModelCache, to_predictions
-from mlpipe.serving.prediction_log import PredictionLogger
+from mlpipe.serving.prediction_log import PredictionLogger, RecentPredictions
 from mlpipe.serving.read_guard import BODY_TIMEOUT_S, GUARD
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ class ServingApp:
         self.cache = ModelCache(self.registry.local_saved_model)
         self.prediction_log = PredictionLogger(settings) if settings.log_predictions else None
         self._prediction_slots = threading.BoundedSemaphore(MAX_CONCURRENT_PREDICTIONS)
+        self.recent = RecentPredictions()
+        self.feedback = FeedbackStore(settings, self.recent.get)
         log.info("serving registry %s (project %s, prediction log %s)", display_path(self.registry.location),
                  settings.project, self.prediction_log.table_id if self.prediction_log else "off")
 
@@ -250,13 +254,46 @@ class ServingApp:
         finally:
             self._prediction_slots.release()
         latency_ms = (time.perf_counter() - started) * 1000
+        ids = new_prediction_ids(len(batch))
+        class_ids = outputs["class_ids"][:, 0].tolist()
+        self.recent.add(info.model, info.name, ids, class_ids, batch)
         if self.prediction_log is not None:
             self.prediction_log.log(
-                info.model, info.name, outputs["class_ids"][:, 0].tolist(),
-                outputs["probabilities"].max(axis=1).tolist(), latency_ms, call.request_id,
+                info.model, info.name, class_ids, outputs["probabilities"].max(axis=1).tolist(),
+                latency_ms, call.request_id, ids, batch,
             )
-        return Answer(200, {"predictions": to_predictions(outputs)},
-                      {"X-Model-Version": f"{info.model}/{info.name}"})
+        predictions = to_predictions(outputs)
+        for prediction, pid in zip(predictions, ids, strict=True):
+            prediction["predictionId"] = pid  # name it in POST …:feedback
+        return Answer(200, {"predictions": predictions}, {"X-Model-Version": f"{info.model}/{info.name}"})
+
+    # ---- feedback -------------------------------------------------------------------------------
+
+    def _feedback(self, call: Call, model: str, project: str | None = None) -> Answer:
+        """A label for a served prediction or a new example → one row in DATASET.feedback."""
+        if call.request.mimetype != "application/json":
+            raise UnsupportedMediaTypeError(
+                f"feedback must be sent as Content-Type: application/json, not {call.request.mimetype or 'none'!r}"
+            )
+        reg = self._registry(model, project)
+        try:
+            doc = parse_json(call.body)
+        except BadInstanceError as e:
+            raise UsageError(str(e).replace("request body", "feedback")) from None
+        feedback = self.feedback.parse(doc, model, reg.default_version)
+        try:
+            recorded = self.feedback.record(feedback)
+        except FeedbackUnavailable as e:
+            return Answer(503, {"error": str(e)}, {"Retry-After": str(e.retry_after)})
+        return Answer(201 if recorded.created else 200, {
+            "feedbackId": feedback.feedback_id,
+            "status": "recorded" if recorded.created else "already recorded",
+            "source": feedback.source,
+            "model": feedback.model,
+            "version": feedback.version,
+            "label": feedback.label,
+            **({"predictionId": feedback.prediction_id} if feedback.prediction_id else {}),
+        })
 
     def _check_project(self, project: str) -> None:
         if project != self.settings.project:
@@ -273,6 +310,8 @@ ROUTES: tuple[routes.Route, ...] = (
     routes.Route(routes.ML_VERSION, {"GET": ServingApp._get_version, "DELETE": ServingApp._delete_version}),
     routes.Route(routes.ML_VERSION_PREDICT, {"POST": ServingApp._predict}),
     routes.Route(routes.ML_SET_DEFAULT, {"POST": ServingApp._set_default}),
+    routes.Route(routes.ML_FEEDBACK, {"POST": ServingApp._feedback}),
+    routes.Route(routes.TF_FEEDBACK, {"POST": ServingApp._feedback}),
     routes.Route(routes.TF_PREDICT, {"POST": ServingApp._tf_predict}),
     routes.Route(routes.TF_STATUS, {"GET": ServingApp._tf_status}),
     routes.Route(routes.TF_METADATA, {"GET": ServingApp._tf_metadata}),

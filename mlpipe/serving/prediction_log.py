@@ -5,6 +5,11 @@ them with `insert_rows_json` every `flush_rows` rows or `flush_seconds`, creatin
 use. A slow or dead BigQuery never fails or delays a prediction: rows that cannot be queued or sent
 are dropped with a warning. The thread is started on first use, inside the serving worker process
 (threads do not survive the fork of a pre-forking server).
+
+Each row carries the instance's `prediction_id` (returned to the caller as `predictionId`) and its
+pixels, so that feedback can name a served prediction and `mlpipe monitor` can see what was served.
+`RecentPredictions` keeps the last served instances in memory too: feedback for a prediction whose
+log row is still queued (or was dropped) is resolved from there.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+import numpy as np
 
 from mlpipe.config import Settings
 
@@ -31,6 +40,9 @@ SCHEMA = (
     ("confidence", "FLOAT64", "REQUIRED"),
     ("latency_ms", "FLOAT64", "REQUIRED"),
     ("request_id", "STRING", "REQUIRED"),
+    # Added later (NULLABLE/REPEATED, so older tables gain them in place).
+    ("prediction_id", "STRING", "NULLABLE"),
+    ("image", "INT64", "REPEATED"),
 )
 # Seconds one BigQuery call may take, retries included, before its rows are given up.
 CALL_DEADLINE_S = 5.0
@@ -66,18 +78,25 @@ class PredictionLogger:
 
     def log(
         self, model: str, version: str, class_ids: list[int], confidences: list[float],
-        latency_ms: float, request_id: str,
+        latency_ms: float, request_id: str, prediction_ids: list[str] | None = None,
+        images: np.ndarray | None = None,
     ) -> None:
         """Queue one row per instance; never blocks, never raises."""
+        i = 0
         try:
             self._ensure_thread()
             now = datetime.now(timezone.utc).isoformat()
             for i, (cls, conf) in enumerate(zip(class_ids, confidences, strict=True)):
-                self._queue.put_nowait({
+                row = {
                     "time": now, "model": model, "version": version, "instance": i,
                     "predicted_class": int(cls), "confidence": float(conf),
                     "latency_ms": round(latency_ms, 3), "request_id": request_id,
-                })
+                }
+                if prediction_ids is not None:
+                    row["prediction_id"] = prediction_ids[i]
+                if images is not None:
+                    row["image"] = pixels_of(images[i])
+                self._queue.put_nowait(row)
         except queue.Full:
             self.dropped += len(class_ids) - i
             self._warn(f"prediction log queue is full ({self._queue.maxsize} rows); dropping rows")
@@ -160,14 +179,45 @@ class PredictionLogger:
         return self._client
 
     def _create_table(self, client) -> None:
-        from google.cloud import bigquery
+        from mlpipe.bigquery.tables import ensure_table
 
-        dataset = bigquery.Dataset(f"{self.settings.project}.{self.settings.dataset}")
-        dataset.location = self.settings.bq_location
-        client.create_dataset(dataset, exists_ok=True, retry=_retry(), timeout=CALL_DEADLINE_S)
-        schema = [bigquery.SchemaField(n, t, mode=m) for n, t, m in SCHEMA]
-        client.create_table(bigquery.Table(self.table_id, schema=schema), exists_ok=True,
-                            retry=_retry(), timeout=CALL_DEADLINE_S)
+        ensure_table(client, self.settings, TABLE, SCHEMA, retry=_retry(), timeout=CALL_DEADLINE_S)
+
+
+def pixels_of(image: np.ndarray) -> list[int]:
+    """A served instance's pixels as the model saw them: rounded to integers 0..255."""
+    return np.rint(np.asarray(image, dtype=np.float32)).astype(np.int64).tolist()
+
+
+@dataclass(frozen=True)
+class ServedInstance:
+    prediction_id: str
+    model: str
+    version: str
+    predicted_class: int
+    image: np.ndarray  # uint8 [784]
+
+
+class RecentPredictions:
+    """The last `capacity` served instances of this process, by prediction id (thread-safe)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, ServedInstance] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, model: str, version: str, prediction_ids: list[str], class_ids: list[int],
+            images: np.ndarray) -> None:
+        pixels = np.rint(images).astype(np.uint8)
+        with self._lock:
+            for pid, cls, img in zip(prediction_ids, class_ids, pixels, strict=True):
+                self._items[pid] = ServedInstance(pid, model, version, int(cls), img)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def get(self, prediction_id: str) -> ServedInstance | None:
+        with self._lock:
+            return self._items.get(prediction_id)
 
 
 def _retry():

@@ -9,10 +9,12 @@ AI Platform Prediction (ml v1), as Google's discovery document builds the URLs:
     DELETE /v1/projects/P/models/M/versions/V             versions.delete
     POST   /v1/projects/P/models/M/versions/V:predict     predict with version V
     POST   /v1/projects/P/models/M/versions/V:setDefault  versions.setDefault
+    POST   /v1/projects/P/models/M:feedback               a label for a served prediction or an example
 TF Serving REST (versions are integers N, served from registry version vN; labels are aliases):
     POST   /v1/models/M[/versions/N | /labels/A]:predict
     GET    /v1/models/M[/versions/N | /labels/A]          model status
     GET    /v1/models/M[/versions/N | /labels/A]/metadata signature_def
+    POST   /v1/models/M:feedback                          the same feedback route
 
 Path traversal is refused before routing: segments starting with a dot and percent-encoded dots,
 slashes or backslashes are a 400, whatever the route. Names are validated by the handlers.
@@ -41,10 +43,12 @@ ML_VERSIONS = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions")
 ML_VERSION = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG})")
 ML_VERSION_PREDICT = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG}):predict")
 ML_SET_DEFAULT = re.compile(rf"{_ML}/(?P<model>{_SEG})/versions/(?P<version>{_SEG}):setDefault")
+ML_FEEDBACK = re.compile(rf"{_ML}/(?P<model>{_SEG}):feedback")
 # TF Serving REST
 TF_PREDICT = re.compile(rf"{_TF}:predict")
 TF_STATUS = re.compile(rf"{_TF}")
 TF_METADATA = re.compile(rf"{_TF}/metadata")
+TF_FEEDBACK = re.compile(rf"/v1/models/(?P<model>{_SEG}):feedback")
 
 Handler = Callable[..., Any]
 

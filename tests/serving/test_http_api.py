@@ -27,7 +27,9 @@ def test_predict_default_version_matches_in_process_model(served, mnist_images, 
     assert status == 200 and headers["X-Model-Version"] == "mnist/v1"
     expected = in_process("v1", batch.astype(np.float32))
     preds = doc["predictions"]
-    assert len(preds) == 100 and set(preds[0]) == {"class_ids", "probabilities", "logits"}
+    assert len(preds) == 100 and set(preds[0]) == {"class_ids", "probabilities", "logits", "predictionId"}
+    ids = [p["predictionId"] for p in preds]
+    assert len(set(ids)) == 100  # one id per served instance
     np.testing.assert_array_equal([p["class_ids"] for p in preds], expected["class_ids"])
     np.testing.assert_allclose([p["probabilities"] for p in preds], expected["probabilities"], rtol=1e-6)
     np.testing.assert_allclose([p["logits"] for p in preds], expected["logits"], rtol=1e-6, atol=1e-6)
@@ -65,8 +67,8 @@ def test_instance_forms_agree(served, mnist_images):
     ]
     status, doc, _ = served.request("POST", f"{ML}/mnist:predict", {"instances": instances})
     assert status == 200, doc
-    first = doc["predictions"][0]
-    assert all(p == first for p in doc["predictions"])
+    answers = [{k: v for k, v in p.items() if k != "predictionId"} for p in doc["predictions"]]
+    assert all(a == answers[0] for a in answers)
 
 
 def test_model_and_version_resources(served):

@@ -174,3 +174,26 @@ def test_run_fn_leaves_its_report_and_summary_where_readers_look(trained):
     assert summary["final_ensemble"] == report["final_ensemble"]
     # The export's temporary directory is gone; only the SavedModel is left where TFX looks.
     assert not Path(str(trained["serving"]) + ".export").exists()
+
+
+def test_exported_probabilities_are_softmax_of_logits_over_the_fitted_temperature(trained):
+    from mlpipe.calibration import softmax
+
+    report = json.loads((trained["serving"] / contract.SEARCH_REPORT_DIR / contract.SEARCH_REPORT_FILE).read_text())
+    cal = report["calibration"]
+    assert cal["split"] == "eval" and cal["n"] == 32 and 0 < cal["temperature"]
+    assert abs(cal["temperature"] - 1) > 0.05, "too close to 1 to tell calibrated from raw probabilities"
+    for key in ("accuracy", "ece_before", "ece_after"):
+        assert 0 <= cal[key] <= 1
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9  # T minimises the eval NLL, T = 1 included
+    images, labels = load_mnist()["test"].images[:16], load_mnist()["test"].labels[:16]
+    loaded = tf.saved_model.load(str(trained["serving"]))
+    for name, kwargs in (
+        (contract.SERVING_SIGNATURE, {contract.IMAGE_KEY: tf.constant(images, tf.float32)}),
+        (contract.EXAMPLES_SIGNATURE, {contract.EXAMPLES_INPUT: tf.constant(_examples(images, labels))}),
+    ):
+        out = loaded.signatures[name](**kwargs)
+        logits = out["logits"].numpy()
+        np.testing.assert_allclose(out["probabilities"].numpy(), softmax(logits, cal["temperature"]),
+                                   rtol=1e-4, atol=1e-6)
+        assert out["class_ids"].numpy().ravel().tolist() == logits.argmax(axis=1).tolist()
