@@ -27,6 +27,16 @@ def _gzip_reader(files: list[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, compression_type="GZIP")
 
 
+# Records parsed per `parse_example` call when the input is parsed once: large batches amortise the
+# per-call cost; the batch size the model sees is applied after the cache.
+PARSE_BATCH = 1024
+
+
+def _files(file_pattern: list[str] | str) -> list[str]:
+    patterns = [file_pattern] if isinstance(file_pattern, str) else file_pattern
+    return [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
+
+
 def make_input_fn(
     file_pattern: list[str] | str,
     tf_transform_output: tft.TFTransformOutput,
@@ -34,23 +44,35 @@ def make_input_fn(
     shuffle: bool,
     repeat: bool,
     seed: int = 0,
+    parse_once: bool = True,
 ):
-    """Estimator input_fn over Transform's materialized examples: (features, label)."""
+    """Estimator input_fn over Transform's materialized examples: (features, label).
+
+    `parse_once` (the default): gunzip and parse each record once, in large vectorised batches, and
+    keep the parsed tensors in memory (`cache`, ~160 MB for the 50k training rows), so the epochs
+    after the first only shuffle and batch. The shuffle sees the same elements in the same order as
+    on the serialized records, so with the same seed the batches are the same as with
+    `parse_once=False` (the per-batch parse of the serialized records, kept for comparison).
+    """
     spec = tf_transform_output.transformed_feature_spec()
 
+    def split(f):
+        return {contract.IMAGE_KEY: f[contract.IMAGE_KEY]}, f[contract.LABEL_KEY]
+
+    def parse(records):
+        return split(tf.io.parse_example(records, spec))
+
     def input_fn():
-        files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
-            f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)
-        ]
-        ds = _gzip_reader(files)
+        ds = _gzip_reader(_files(file_pattern))
+        if parse_once:
+            ds = ds.batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE).cache().unbatch()
         if shuffle:
             ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        ds = ds.batch(batch_size).map(
-            lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        ds = ds.map(lambda f: ({contract.IMAGE_KEY: f[contract.IMAGE_KEY]}, f[contract.LABEL_KEY]))
+        ds = ds.batch(batch_size)
+        if not parse_once:
+            ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     return input_fn

@@ -123,6 +123,24 @@ def test_input_fn_yields_normalized_images_and_labels(transformed):
     assert sorted(labels.numpy().tolist()) == sorted(transformed["labels"]["eval"].tolist())
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_parsing_once_gives_the_same_batches(transformed, monkeypatch, shuffle):
+    """The cached, parse-once pipeline feeds the model exactly what the per-batch parse fed it: same
+    images and labels in the same order, across parse batches and epoch boundaries."""
+    monkeypatch.setattr(model, "PARSE_BATCH", 10)  # several parse batches over the 64 rows
+    tft_output = tft.TFTransformOutput(transformed["graph"])
+
+    def batches(parse_once: bool) -> list:
+        input_fn = model.make_input_fn(transformed["files"]["train"], tft_output, batch_size=24, shuffle=shuffle,
+                                       repeat=True, seed=7, parse_once=parse_once)
+        return [(f[contract.IMAGE_KEY].numpy(), y.numpy()) for f, y in input_fn().take(9)]  # > 3 epochs
+
+    new, old = batches(True), batches(False)
+    assert [y.tolist() for _, y in new] == [y.tolist() for _, y in old]
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(new, old, strict=True))
+    assert new[0][0].shape == (24, contract.IMAGE_PIXELS)
+
+
 @pytest.fixture(scope="module")
 def trained(transformed, tmp_path_factory) -> dict:
     """`run_fn` as the Trainer calls it, with a tiny search (2 iterations × 3 steps)."""
