@@ -8,6 +8,7 @@ The SavedModel at `fn_args.serving_model_dir` has two signatures, both applying 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from mlpipe import contract
-from models import generators, search_report
+from models import generators, precision, search_report
 from models.hparams import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,14 @@ def run_fn(fn_args) -> None:
     estimator = generators.build_estimator(
         space, fn_args.model_run_dir, run_config, contract.IMAGE_KEY, eval_input_fn, cfg.eval_steps
     )
+    policy = precision.training_policy()
+    log.info("training with the %s dtype policy", policy)
     started = time.perf_counter()
-    estimator.train(input_fn=train_input_fn, max_steps=space.total_steps)
+    with _dtype_policy(policy):
+        estimator.train(input_fn=train_input_fn, max_steps=space.total_steps)
     train_seconds = time.perf_counter() - started
+    # Evaluation and export in float32 (variables are float32 either way): the served graph does not
+    # depend on the training machine's CPU.
     eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
     log.info("trained %d steps in %.1fs; eval %s", space.total_steps, train_seconds, eval_metrics)
     export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir)
@@ -134,11 +140,23 @@ def run_fn(fn_args) -> None:
     summary = {
         "training": cfg.to_custom_config(),
         "train_seconds": round(train_seconds, 1),
+        "precision": policy,
         "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},
         "final_ensemble": report.get("final_ensemble"),
     }
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, contract.TRAINING_SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` for the block, then back to what it was."""
+    before = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(before)
 
 
 def _jsonable(value):
