@@ -97,7 +97,10 @@ class _Builder(adanet.subnetwork.Builder):
         self, features, logits_dimension, training, iteration_step, summary, previous_ensemble=None
     ) -> adanet.Subnetwork:
         last_layer, layers = self._body(self._inputs(features), training)
-        logits = tf.keras.layers.Dense(logits_dimension, name="logits")(last_layer)
+        # Under a mixed (bf16) policy the body computes in bf16; the logits, and everything AdaNet
+        # builds on them (mixture weights, loss, metrics), stay float32. No-ops under float32.
+        last_layer = tf.cast(last_layer, tf.float32)
+        logits = tf.keras.layers.Dense(logits_dimension, name="logits", dtype="float32")(last_layer)
         # Keras layers called outside a Keras model do not add their moving-average updates to the
         # UPDATE_OPS collection; the train op has to run them explicitly.
         self._update_ops = [op for layer in layers for op in layer.updates] if training else []

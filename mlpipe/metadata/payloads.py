@@ -3,7 +3,8 @@
 MLMD records where an artifact lives, not what is in it; these readers open the files and return plain
 Python values. Statistics and anomalies are the `tensorflow_metadata` protos TFDV writes, parsed as
 `tfdv.load_stats_binary` does, without importing TFDV (20 s of Beam and TensorFlow start-up for a
-two-line parse); evaluations are read with TFMA. A file that is gone (a pruned pipeline root) gives
+two-line parse); evaluations are read from TFMA's files by `tfma_files`, the same way, without
+importing TFMA (it loads TensorFlow). A file that is gone (a pruned pipeline root) gives
 an empty answer with a log line rather than failing the whole report.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
 from mlpipe.contract import NUM_CLASSES, TRAINING_SUMMARY_FILE
+from mlpipe.metadata import tfma_files
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +124,10 @@ def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 def validation_failures(evaluation_uri: str) -> list[ValidationFailure]:
     """The thresholds the candidate missed, from TFMA's validation result (empty when it passed)."""
-    import tensorflow_model_analysis as tfma
-
     if not os.path.isdir(evaluation_uri):
         return []
     try:
-        result = tfma.load_validation_result(evaluation_uri)
+        result = tfma_files.load_validation_result(evaluation_uri)
     except (OSError, ValueError, IndexError) as e:
         log.warning("no readable validation result in %s: %s", evaluation_uri, e)
         return []
@@ -205,10 +205,8 @@ def evaluation_accuracy(evaluation_uri: str) -> dict[str, float]:
 def overall_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
     """Overall-slice scalar metrics (name → value) of the "candidate" and the "baseline" model;
     the candidate-minus-baseline diffs are left out."""
-    import tensorflow_model_analysis as tfma
-
     found: dict[str, dict[str, float]] = {}
-    for metrics in tfma.load_metrics(evaluation_uri):
+    for metrics in tfma_files.load_metrics(evaluation_uri):
         if metrics.slice_key.single_slice_keys:
             continue
         for kv in metrics.metric_keys_and_values:
@@ -224,9 +222,8 @@ def test_confusion_matrix(evaluation_uri: str, n_classes: int = NUM_CLASSES):
     """Overall-slice confusion matrix (rows: true class, columns: predicted) of the candidate model,
     from TFMA's MultiClassConfusionMatrixPlot; None when the evaluation has no such plot."""
     import numpy as np
-    import tensorflow_model_analysis as tfma
 
-    for plots in tfma.load_plots(evaluation_uri):
+    for plots in tfma_files.load_plots(evaluation_uri):
         if plots.slice_key.single_slice_keys:
             continue
         for kv in plots.plot_keys_and_values:

@@ -3,7 +3,8 @@
 The stock BigQueryExampleGen reads through Beam's ReadFromBigQuery, which has no endpoint override and
 needs a GCS temp location, so it cannot reach the local emulator. This component keeps the stock
 QueryBasedExampleGen contract (input_config with one query per split, same driver, same outputs) and
-swaps only the executor's source PTransform: query → Arrow via the Storage Read API → tf.Examples.
+swaps only the executor's source PTransform: query → Arrow via the Storage Read API → serialized
+tf.Examples (tfx_bsl's encoder; the base executor writes bytes as they are).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import QueryBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -33,27 +33,28 @@ SOURCE_FINGERPRINT = "source_fingerprint"
 CODE_FINGERPRINT = "code_fingerprint"
 
 
-def arrow_to_examples(table: pa.Table):
-    """Yield one tf.train.Example per row; INT64 (repeated or not) → int64_list."""
-    columns = {}
-    for name in table.column_names:
-        col = table.column(name).combine_chunks()
-        if pa.types.is_list(col.type):
-            offsets = col.offsets.to_numpy()
-            values = col.flatten().to_numpy(zero_copy_only=False)
-            columns[name] = (offsets, values)
-        else:
-            columns[name] = col.to_numpy(zero_copy_only=False)
-    for i in range(table.num_rows):
-        feature = {}
-        for name, col in columns.items():
-            if isinstance(col, tuple):
-                offsets, values = col
-                vals = values[offsets[i] : offsets[i + 1]]
-            else:
-                vals = np.asarray([col[i]])
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=vals.astype(np.int64)))
-        yield tf.train.Example(features=tf.train.Features(feature=feature))
+# Rows per encoder call: bounds the serialized batch held in memory (~1.6 KB per MNIST row).
+ENCODE_BATCH_ROWS = 4096
+
+
+def _as_list_column(col: pa.Array) -> pa.Array:
+    """A scalar column as a list column of one value per row (nulls stay null: the feature is left out)."""
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        return col
+    offsets = pa.array(np.arange(len(col) + 1, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, col.fill_null(0), mask=col.is_null())
+
+
+def arrow_to_serialized_examples(table: pa.Table, batch_rows: int = ENCODE_BATCH_ROWS):
+    """Yield one serialized tf.train.Example per row, in row order; each column becomes a feature
+    (INT64, repeated or not → int64_list). tfx_bsl's C++ encoder does the rows of a batch at once —
+    what the per-row Python loop of protobuf builders did at a fraction of the speed."""
+    from tfx_bsl.coders import example_coder
+
+    encoder = example_coder.RecordBatchToExamplesEncoder()
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        columns = [_as_list_column(c) for c in batch.columns]
+        yield from encoder.encode(pa.RecordBatch.from_arrays(columns, batch.schema.names))
 
 
 def _settings(exec_properties: dict[str, Any]):
@@ -77,12 +78,12 @@ class _QueryToExamples(beam.DoFn):
         settings = _settings(self._props)
         table = query_arrow(settings, sql)
         log.info("query returned %d rows: %s", table.num_rows, sql)
-        yield from arrow_to_examples(table)
+        yield from arrow_to_serialized_examples(table)
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _BigQueryToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str):
     from mlpipe.bigquery.service import ensure_running
 

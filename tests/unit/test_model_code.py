@@ -19,7 +19,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from mlpipe import contract
 from mlpipe.data.mnist_source import load_mnist
 from mlpipe.registry.signature_check import check_contract
-from models import model, preprocessing
+from models import model, precision, preprocessing
 from models.hparams import SearchSpace, TrainingConfig
 
 RAW_SPEC = {
@@ -123,10 +123,26 @@ def test_input_fn_yields_normalized_images_and_labels(transformed):
     assert sorted(labels.numpy().tolist()) == sorted(transformed["labels"]["eval"].tolist())
 
 
-@pytest.fixture(scope="module")
-def trained(transformed, tmp_path_factory) -> dict:
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_parsing_once_gives_the_same_batches(transformed, monkeypatch, shuffle):
+    """The cached, parse-once pipeline feeds the model exactly what the per-batch parse fed it: same
+    images and labels in the same order, across parse batches and epoch boundaries."""
+    monkeypatch.setattr(model, "PARSE_BATCH", 10)  # several parse batches over the 64 rows
+    tft_output = tft.TFTransformOutput(transformed["graph"])
+
+    def batches(parse_once: bool) -> list:
+        input_fn = model.make_input_fn(transformed["files"]["train"], tft_output, batch_size=24, shuffle=shuffle,
+                                       repeat=True, seed=7, parse_once=parse_once)
+        return [(f[contract.IMAGE_KEY].numpy(), y.numpy()) for f, y in input_fn().take(9)]  # > 3 epochs
+
+    new, old = batches(True), batches(False)
+    assert [y.tolist() for _, y in new] == [y.tolist() for _, y in old]
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(new, old, strict=True))
+    assert new[0][0].shape == (24, contract.IMAGE_PIXELS)
+
+
+def _run_fn(transformed, out: Path) -> dict:
     """`run_fn` as the Trainer calls it, with a tiny search (2 iterations × 3 steps)."""
-    out = tmp_path_factory.mktemp("trainer")
     training = TrainingConfig(search=SearchSpace.quick().replace(max_iteration_steps=3), eval_steps=1)
     fn_args = FnArgs(
         train_files=[transformed["files"]["train"]],
@@ -141,6 +157,57 @@ def trained(transformed, tmp_path_factory) -> dict:
     model.run_fn(fn_args)
     return {"serving": Path(fn_args.serving_model_dir), "model_run": Path(fn_args.model_run_dir),
             "training": training}
+
+
+@pytest.fixture(scope="module")
+def trained(transformed, tmp_path_factory) -> dict:
+    return _run_fn(transformed, tmp_path_factory.mktemp("trainer"))
+
+
+def _summary(run: dict) -> dict:
+    return json.loads((run["model_run"] / contract.TRAINING_SUMMARY_FILE).read_text())
+
+
+def _graph_dtypes(meta_graphs) -> set[str]:
+    """Every dtype an op of these MetaGraphDefs is typed with."""
+    return {tf.dtypes.as_dtype(attr.type).name for mg in meta_graphs for node in mg.graph_def.node
+            for attr in node.attr.values() if attr.WhichOneof("value") == "type"}
+
+
+def _saved_model_dtypes(serving: Path) -> set[str]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    return _graph_dtypes(saved_model_pb2.SavedModel.FromString((serving / "saved_model.pb").read_bytes()).meta_graphs)
+
+
+def _training_graph_dtypes(model_run: Path) -> set[str]:
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    metas = sorted(model_run.glob("model.ckpt-*.meta"))
+    assert metas, f"no training graph saved in {model_run}"
+    return _graph_dtypes([meta_graph_pb2.MetaGraphDef.FromString(metas[-1].read_bytes())])
+
+
+def test_run_fn_trains_in_float32_without_amx(trained):
+    expected = precision.training_policy()  # float32 on these AMD machines
+    assert _summary(trained)["precision"] == expected
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # left as it was
+    if expected == precision.FLOAT32:
+        assert "bfloat16" not in _training_graph_dtypes(trained["model_run"])
+
+
+def test_bf16_training_exports_a_float32_model(transformed, tmp_path, monkeypatch):
+    """Forced bf16 (what an AMX machine gets): the candidates train in bf16, the export is float32."""
+    monkeypatch.setenv(precision.ENV_VAR, precision.MIXED_BF16)
+    run = _run_fn(transformed, tmp_path)
+    assert _summary(run)["precision"] == precision.MIXED_BF16
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    assert "bfloat16" in _training_graph_dtypes(run["model_run"])
+    assert "bfloat16" not in _saved_model_dtypes(run["serving"])
+    loaded = tf.saved_model.load(str(run["serving"]))
+    out = loaded.signatures[contract.SERVING_SIGNATURE](
+        **{contract.IMAGE_KEY: tf.constant(load_mnist()["test"].images[:4], tf.float32)})
+    np.testing.assert_allclose(out[contract.PROBABILITIES_KEY].numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_run_fn_exports_the_serving_contract(trained):
