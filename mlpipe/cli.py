@@ -190,6 +190,7 @@ def _extensions() -> list[Callable]:
     """
     from mlpipe import serving_check
     from mlpipe.cloud import cli as cloud_cli
+    from mlpipe.console import cli as console_cli
     from mlpipe.lineage import cli as lineage_cli
     from mlpipe.registry import cli as registry_cli
     from mlpipe.serving import cli as serving_cli
@@ -203,6 +204,7 @@ def _extensions() -> list[Callable]:
         pipeline_cli.register_compile,
         cloud_cli.register,
         lineage_cli.register,
+        console_cli.register,
     ]
 
 
