@@ -126,9 +126,9 @@ class Box:
 
 
 def layered(boxes: Sequence[Box], edges: Sequence[tuple[str, str, str]], title: str,
-            box_w: int = 190, box_h: int = 46, gap_x: int = 46, gap_y: int = 18) -> Markup:
-    """A left-to-right layered drawing of a DAG: each box in the column of its longest path from a
-    source; boxes are links when they have an href; edges are (source, target, label)."""
+            box_w: int = 190, box_h: int = 46, gap_x: int = 24, gap_y: int = 30) -> Markup:
+    """A top-down layered drawing of a DAG: each box in the row of its longest path from a source;
+    boxes are links when they have an href; edges are (source, target, label)."""
     ids = [b.id for b in boxes]
     known = set(ids)
     edges = [e for e in edges if e[0] in known and e[1] in known and e[0] != e[1]]
@@ -145,20 +145,20 @@ def layered(boxes: Sequence[Box], edges: Sequence[tuple[str, str, str]], title: 
     for i in ids:
         columns.setdefault(layer[i], []).append(i)
     pos = {}
-    for col, members in columns.items():
-        for row, i in enumerate(members):
-            pos[i] = (10 + col * (box_w + gap_x), 10 + row * (box_h + gap_y))
-    width = 20 + (max(columns) + 1) * (box_w + gap_x) - gap_x if columns else 100
-    height = 20 + max((len(m) for m in columns.values()), default=1) * (box_h + gap_y) - gap_y
+    widest = max((len(m) for m in columns.values()), default=1)
+    for row, members in columns.items():
+        indent = (widest - len(members)) * (box_w + gap_x) / 2
+        for col, i in enumerate(members):
+            pos[i] = (10 + indent + col * (box_w + gap_x), 10 + row * (box_h + gap_y))
+    width = 20 + widest * (box_w + gap_x) - gap_x
+    height = 20 + (max(columns) + 1 if columns else 1) * (box_h + gap_y) - gap_y
     parts = ['<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#78909c"/></marker></defs>']
     for s, t, label in edges:
         (sx, sy), (tx, ty) = pos[s], pos[t]
-        x1, y1, x2, y2 = sx + box_w, sy + box_h / 2, tx, ty + box_h / 2
-        if x2 <= x1:  # same or earlier column: route around the box's bottom
-            x1, y1, x2, y2 = sx + box_w / 2, sy + box_h, tx + box_w / 2, ty
-        mid = (x1 + x2) / 2
-        parts.append(f'<path d="M {x1:.0f} {y1:.0f} C {mid:.0f} {y1:.0f}, {mid:.0f} {y2:.0f}, {x2:.0f} {y2:.0f}" '
+        x1, y1, x2, y2 = sx + box_w / 2, sy + box_h, tx + box_w / 2, ty
+        mid = (y1 + y2) / 2
+        parts.append(f'<path d="M {x1:.0f} {y1:.0f} C {x1:.0f} {mid:.0f}, {x2:.0f} {mid:.0f}, {x2:.0f} {y2:.0f}" '
                      f'fill="none" stroke="#b0bec5" stroke-width="1.5" marker-end="url(#arrow)">'
                      f"<title>{escape(label)}</title></path>")
     for b in boxes:
