@@ -9,7 +9,6 @@ import shutil
 import threading
 
 import pytest
-
 from playwright.sync_api import expect
 
 from mlpipe.console.app import create_app
@@ -79,7 +78,7 @@ def draw(page, points) -> None:
     box = page.locator("#pad").bounding_box()
     page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
     page.mouse.down()
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
         for k in range(1, 11):
             page.mouse.move(box["x"] + x0 + (x1 - x0) * k / 10, box["y"] + y0 + (y1 - y0) * k / 10)
     page.mouse.up()
