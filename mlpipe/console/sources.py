@@ -39,6 +39,7 @@ class Sources:
     metadata_path: Path
     registry: Registry = field(init=False)
     _runs: dict[str, Any] = field(default_factory=dict, init=False)
+    _run_list: tuple[Any, list] = field(default=(None, []), init=False)
     _bq_checked: tuple[float, str | None] = field(default=(0.0, None), init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -54,9 +55,14 @@ class Sources:
         return MetadataGraph.open(self.metadata_path, self.settings.pipeline_name)
 
     def runs(self, graph) -> list:
-        """Every run, newest first; finished runs' records come from the cache."""
+        """Every run, newest first; finished runs' records come from the cache, and the whole list
+        while the store's file is unchanged (same size and modification time) and every run finished."""
         from mlpipe.metadata.runs import run_record
 
+        key = self._store_key()
+        cached_key, cached = self._run_list
+        if key is not None and key == cached_key:
+            return cached
         out = []
         for run_id in reversed(graph.run_ids()):
             record = self._runs.get(run_id)
@@ -66,7 +72,16 @@ class Sources:
                     with self._lock:
                         self._runs[run_id] = record
             out.append(record)
+        if all(r.status in ("complete", "failed") for r in out):
+            self._run_list = (key, out)
         return out
+
+    def _store_key(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.metadata_path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     def run(self, graph, run_id: str):
         from mlpipe.metadata.runs import find_run, run_record
