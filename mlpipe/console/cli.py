@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import threading
 from pathlib import Path
 
 from mlpipe.config import Settings
@@ -30,10 +32,19 @@ def _console(args: argparse.Namespace, settings: Settings) -> int:
             logging.getLogger(name).setLevel(level)
     settings = registry_settings(args, settings)
     app = create_app(settings, Path(args.metadata_path) if args.metadata_path else None)
+    # werkzeug prints its own paragraph and exits when the port is taken: check first, as `mlpipe serve` does.
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((args.host, args.port))
+        except OSError as e:
+            raise ServiceStateError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     try:
         server = make_server(args.host, args.port, app, threaded=True)
-    except OSError as e:
-        raise ServiceStateError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    except (OSError, SystemExit) as e:
+        raise ServiceStateError(f"cannot listen on {args.host}:{args.port}: {e}") from None
+    # The first page would otherwise pay for importing the BigQuery and ML Metadata clients (seconds).
+    threading.Thread(target=_warm_up, name="console-warm-up", daemon=True).start()
     print(f"mlpipe console on http://{args.host}:{server.port}/ (model {settings.model_name}, "
           f"registry {settings.registry_location}); Ctrl-C stops it", flush=True)
     try:
@@ -41,6 +52,15 @@ def _console(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _warm_up() -> None:
+    try:
+        import mlpipe.bigquery.client  # noqa: F401
+        import mlpipe.lineage.report  # noqa: F401
+        import mlpipe.metadata.runs  # noqa: F401
+    except Exception:  # the page that needs it will say what is wrong
+        log.debug("console warm-up import failed", exc_info=True)
 
 
 def register(sub, add_settings_flags) -> None:
