@@ -13,7 +13,6 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -629,17 +628,3 @@ def _feature_rows(proto) -> dict[str, Any]:
 
 def _feature_type(code: int) -> str:
     return {0: "INT", 1: "FLOAT", 2: "STRING", 3: "BYTES", 4: "STRUCT"}.get(code, str(code))
-
-
-def url_table() -> list[tuple[str, str]]:
-    """The console's pages, for the README and `--help`."""
-    return [("/", "overview"), ("/runs", "runs"), ("/runs/RUN", "one run"),
-            ("/runs/compare?a=RUN&b=RUN", "two runs side by side"), ("/models", "versions"),
-            ("/models/VERSION", "one version (actions)"), ("/lineage/VERSION", "lineage graph"),
-            ("/artifacts/ID", "an ML Metadata artifact"), ("/executions/ID", "an execution"),
-            ("/data", "BigQuery tables"), ("/data/tables/TABLE", "a table and the models trained on it"),
-            ("/data/runs/RUN", "TFDV statistics and anomalies of a run"), ("/serving", "prediction log"),
-            ("/try", "draw a digit")]
-
-
-Handler = Callable[..., Any]
