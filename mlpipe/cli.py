@@ -207,6 +207,7 @@ def _extensions() -> list[Callable]:
     """
     from mlpipe import serving_check
     from mlpipe.cloud import cli as cloud_cli
+    from mlpipe.console import cli as console_cli
     from mlpipe.feedback import cli as feedback_cli
     from mlpipe.lineage import cli as lineage_cli
     from mlpipe.monitor import cli as monitor_cli
@@ -226,6 +227,7 @@ def _extensions() -> list[Callable]:
         lineage_cli.register,
         feedback_cli.register,
         monitor_cli.register,
+        console_cli.register,
     ]
 
 

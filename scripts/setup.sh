@@ -134,4 +134,10 @@ if ! command -v dot >/dev/null 2>&1; then
   step "Debian packages: graphviz" apt_install graphviz
 fi
 
+# --- Debian packages: Chromium and a font (the console's real-browser tests and screenshots) ------
+# Playwright drives this system browser (executable_path); it never downloads one of its own.
+if ! command -v chromium >/dev/null 2>&1 || [[ ! -d /usr/share/fonts/truetype/dejavu ]]; then
+  step "Debian packages: chromium, fonts-dejavu-core" apt_install chromium fonts-dejavu-core
+fi
+
 echo "setup: ready (details of this setup in $LOG)"

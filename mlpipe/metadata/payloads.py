@@ -75,6 +75,11 @@ def split_anomalies(anomalies_uri: str, splits: list[str]) -> list[Anomaly]:
     return found
 
 
+def split_statistics(statistics_uri: str, splits: list[str]) -> dict[str, Any]:
+    """Each split's `DatasetFeatureStatisticsList` (TFDV's proto), from `Split-*/FeatureStats.pb`."""
+    return dict(_per_split(statistics_uri, splits, STATS_FILE, statistics_pb2.DatasetFeatureStatisticsList))
+
+
 def _per_split(uri: str, splits: list[str], filename: str, proto_class) -> Iterator[tuple[str, Any]]:
     """(split, parsed `uri/Split-<split>/<filename>`) for each split whose file is there."""
     for split in splits:

@@ -1,0 +1,1 @@
+"""The web console (`mlpipe console`): Flask + Jinja, inline SVG plots, vendored static files."""
