@@ -31,6 +31,9 @@ SCHEMA = (
     ("confidence", "FLOAT64", "REQUIRED"),
     ("latency_ms", "FLOAT64", "REQUIRED"),
     ("request_id", "STRING", "REQUIRED"),
+    # served: returned to the caller; canary: a challenger's answer, returned; shadow: a
+    # challenger's prediction on a copy of the request, not returned.
+    ("role", "STRING", "NULLABLE"),
 )
 # Seconds one BigQuery call may take, retries included, before its rows are given up.
 CALL_DEADLINE_S = 5.0
@@ -66,7 +69,7 @@ class PredictionLogger:
 
     def log(
         self, model: str, version: str, class_ids: list[int], confidences: list[float],
-        latency_ms: float, request_id: str,
+        latency_ms: float, request_id: str, role: str = "served",
     ) -> None:
         """Queue one row per instance; never blocks, never raises."""
         try:
@@ -76,7 +79,7 @@ class PredictionLogger:
                 self._queue.put_nowait({
                     "time": now, "model": model, "version": version, "instance": i,
                     "predicted_class": int(cls), "confidence": float(conf),
-                    "latency_ms": round(latency_ms, 3), "request_id": request_id,
+                    "latency_ms": round(latency_ms, 3), "request_id": request_id, "role": role,
                 })
         except queue.Full:
             self.dropped += len(class_ids) - i
@@ -166,8 +169,15 @@ class PredictionLogger:
         dataset.location = self.settings.bq_location
         client.create_dataset(dataset, exists_ok=True, retry=_retry(), timeout=CALL_DEADLINE_S)
         schema = [bigquery.SchemaField(n, t, mode=m) for n, t, m in SCHEMA]
-        client.create_table(bigquery.Table(self.table_id, schema=schema), exists_ok=True,
-                            retry=_retry(), timeout=CALL_DEADLINE_S)
+        table = client.create_table(bigquery.Table(self.table_id, schema=schema), exists_ok=True,
+                                    retry=_retry(), timeout=CALL_DEADLINE_S)
+        # A table made by an older release lacks the newer (NULLABLE) columns: add them.
+        have = {f.name for f in table.schema}
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            table.schema = [*table.schema, *missing]
+            client.update_table(table, ["schema"], retry=_retry(), timeout=CALL_DEADLINE_S)
+            log.info("added column(s) %s to %s", ", ".join(f.name for f in missing), self.table_id)
 
 
 def _retry():
