@@ -23,6 +23,12 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="re-run every component instead of reusing cached outputs")
     p.add_argument("--no-promote", dest="promote", action="store_false", default=None,
                    help="push a blessed model as a new version without making it the default")
+    p.add_argument("--as-challenger", dest="challenger_share", type=float, metavar="SHARE",
+                   help="push a blessed model as the challenger answering SHARE (0..1) of the default's "
+                   "requests, not as the default (`mlpipe models promote` promotes it)")
+    p.add_argument("--shadow", action="store_true",
+                   help="with --as-challenger: the challenger sees a copy of SHARE of the requests "
+                   "but never answers (its predictions are only logged)")
     p.add_argument("--steps-per-iteration", type=int, help="AdaNet max_iteration_steps")
     p.add_argument("--iterations", type=int, help="AdaNet iterations")
     p.add_argument("--accuracy-floor", type=float, help="test accuracy needed for blessing (0..1)")
@@ -32,6 +38,8 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
 
 def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> PipelineConfig:
     """The run's configuration: the profile, then the flags that override it."""
+    if args.shadow and args.challenger_share is None:
+        raise UsageError("--shadow needs --as-challenger SHARE")
     cfg = PipelineConfig.for_profile(
         settings,
         args.profile,
@@ -39,6 +47,8 @@ def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> Pipeli
         accuracy_floor=args.accuracy_floor,
         regression_tolerance=args.regression_tolerance,
         promote=args.promote,
+        challenger_share=args.challenger_share,
+        challenger_mode="shadow" if args.shadow else "canary",
     )
     training = {}
     if args.steps_per_iteration is not None:

@@ -60,6 +60,10 @@ class PipelineConfig:
     )
     source_fingerprint: str = ""
     promote: bool = True  # a newly pushed version becomes the registry default
+    # Push a blessed model as the challenger instead: it answers this share of the default's
+    # requests (canary) or sees a copy of them (shadow); `mlpipe models promote` makes it the default.
+    challenger_share: float | None = None
+    challenger_mode: str = "canary"
     cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 
     def __post_init__(self) -> None:
@@ -69,6 +73,10 @@ class PipelineConfig:
             raise UsageError(f"accuracy floor must be within 0..1, not {self.accuracy_floor}")
         if self.regression_tolerance < 0:
             raise UsageError("regression tolerance must be >= 0")
+        if self.challenger_share is not None:
+            from mlpipe.registry import Rollout
+
+            Rollout("", self.challenger_share, self.challenger_mode)  # validates share and mode
 
     @classmethod
     def for_profile(cls, settings: Settings, profile: str = "full", **overrides) -> PipelineConfig:

@@ -183,6 +183,8 @@ def _pusher(cfg: PipelineConfig, trainer, evaluator):
                 "registry_root": cfg.settings.registry_location,
                 "model": cfg.model_name,
                 "promote": cfg.promote,
+                "challenger": None if cfg.challenger_share is None else
+                {"share": cfg.challenger_share, "mode": cfg.challenger_mode},
                 "source_tables": [q.table for q in split_queries],
                 "source_queries": {q.split: q.sql for q in split_queries},
                 "extra": {"profile": cfg.profile, "training": cfg.training.to_custom_config()},

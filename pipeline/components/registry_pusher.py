@@ -35,7 +35,7 @@ class RegistryPusherSpec(standard_component_specs.PusherSpec):
 class Executor(stock.Executor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]):
         from mlpipe.metadata.payloads import evaluation_accuracy
-        from mlpipe.registry import PushMetadata, open_registry
+        from mlpipe.registry import PushMetadata, Rollout, open_registry
 
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
@@ -65,7 +65,12 @@ class Executor(stock.Executor):
             shutil.copytree(self.GetModelPath(input_dict), staged)
             if input_dict.get(MODEL_EVALUATION_KEY):
                 _attach_test_results(staged, evaluation.uri)
-            version = registry.push(staged, metadata, promote=config.get("promote", True))
+            rollout = config.get("challenger")
+            version = registry.push(
+                staged, metadata, promote=config.get("promote", True),
+                challenger=Rollout("", rollout["share"], rollout["mode"]) if rollout else None,
+                actor=f"pipeline run {metadata.pipeline_run_id}",
+            )
         self._MarkPushed(pushed, pushed_destination=version.saved_model_uri, pushed_version=version.name)
 
 
