@@ -23,6 +23,10 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="re-run every component instead of reusing cached outputs")
     p.add_argument("--no-promote", dest="promote", action="store_false", default=None,
                    help="push a blessed model as a new version without making it the default")
+    p.add_argument("--feedback", choices=["auto", "on", "off"], default=None,
+                   help="learn from users' labels in DATASET.feedback too (auto: when it has rows; "
+                   "on Vertex, auto means off). Feedback rows are split 80/10/10 by their id and the "
+                   "Evaluator gates on the MNIST and the feedback slices")
     p.add_argument("--as-challenger", dest="challenger_share", type=float, metavar="SHARE",
                    help="push a blessed model as the challenger answering SHARE (0..1) of the default's "
                    "requests, not as the default (`mlpipe models promote` promotes it)")
@@ -49,6 +53,7 @@ def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> Pipeli
         promote=args.promote,
         challenger_share=args.challenger_share,
         challenger_mode="shadow" if args.shadow else "canary",
+        feedback=args.feedback,
     )
     training = {}
     if args.steps_per_iteration is not None:

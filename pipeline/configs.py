@@ -63,6 +63,10 @@ class PipelineConfig:
     # Push a blessed model as the challenger instead: it answers this share of the default's
     # requests (canary) or sees a copy of them (shadow); `mlpipe models promote` makes it the default.
     challenger_share: float | None = None
+    # Learn from users' labels in DATASET.feedback: "auto" (locally: when the table has rows), "on",
+    # "off". `feedback_rows` is what a run found: rows per split, None when feedback is not read.
+    feedback: str = "auto"
+    feedback_rows: dict[str, int] | None = None
     challenger_mode: str = "canary"
     cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 
@@ -73,6 +77,8 @@ class PipelineConfig:
             raise UsageError(f"accuracy floor must be within 0..1, not {self.accuracy_floor}")
         if self.regression_tolerance < 0:
             raise UsageError("regression tolerance must be >= 0")
+        if self.feedback not in ("auto", "on", "off"):
+            raise UsageError(f"feedback must be auto, on or off, not {self.feedback!r}")
         if self.challenger_share is not None:
             from mlpipe.registry import Rollout
 
@@ -92,10 +98,24 @@ class PipelineConfig:
         )
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
+    @property
+    def reads_feedback(self) -> bool:
+        return self.feedback_rows is not None
+
+    @property
+    def gates_on_feedback(self) -> bool:
+        """Blessing also needs no regression on the feedback slice of the test split — when that
+        slice has rows (TFMA fails a validation whose slice is missing)."""
+        return bool(self.feedback_rows and self.feedback_rows.get("test", 0) > 0)
+
     def on_vertex(self) -> PipelineConfig:
         """The same pipeline for Vertex AI Pipelines: cloud settings validated, Beam on Dataflow."""
         cloud = CloudConfig.from_settings(self.settings)
-        return dataclasses.replace(self, orchestration="vertex", cloud=cloud, beam_args=cloud.beam_args())
+        # Compiling is offline, so the feedback table cannot be looked at: "on" reads it (its slice is
+        # reported, not gated: the compiled pipeline cannot know that its test share has rows).
+        feedback_rows = {} if self.feedback == "on" else None
+        return dataclasses.replace(self, orchestration="vertex", cloud=cloud, beam_args=cloud.beam_args(),
+                                   feedback_rows=feedback_rows)
 
     @property
     def pipeline_name(self) -> str:

@@ -29,13 +29,15 @@ def source_fingerprint(cfg: PipelineConfig) -> str:
 
     client = bq_client(cfg.settings)
     parts = []
-    for q in split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits):
+    tables = {t for q in split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits,
+                                       feedback=cfg.reads_feedback) for t in q.tables}
+    for name in sorted(tables):
         try:
-            table = client.get_table(q.table)
+            table = client.get_table(name)
         except gexc.NotFound:
-            raise NotFoundError(f"table {q.table} does not exist; run `mlpipe load-data` first") from None
+            raise NotFoundError(f"table {name} does not exist; run `mlpipe load-data` first") from None
         modified = table.modified.isoformat() if table.modified else "?"
-        parts.append(f"{q.table}@{modified}:{table.num_rows}")
+        parts.append(f"{name}@{modified}:{table.num_rows}")
     return ";".join(parts)
 
 
@@ -45,9 +47,11 @@ def run_local(cfg: PipelineConfig) -> RunRecord:
 
     from tfx import v1 as tfx
 
+    from pipeline.feedback_source import with_feedback_rows
     from pipeline.pipeline import create_pipeline
 
     ensure_running(cfg.settings)
+    cfg = with_feedback_rows(cfg)
     cfg = dataclasses.replace(cfg, source_fingerprint=source_fingerprint(cfg))
     cfg.metadata_path.parent.mkdir(parents=True, exist_ok=True)
     cfg.pipeline_root.mkdir(parents=True, exist_ok=True)
