@@ -67,6 +67,7 @@ class PipelineConfig:
     # "off". `feedback_rows` is what a run found: rows per split, None when feedback is not read.
     feedback: str = "auto"
     feedback_rows: dict[str, int] | None = None
+    feedback_window: tuple[str, str] | None = None  # first and last feedback time read (UTC)
     challenger_mode: str = "canary"
     cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 

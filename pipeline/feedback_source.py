@@ -26,9 +26,11 @@ def with_feedback_rows(cfg: PipelineConfig) -> PipelineConfig:
                                 "(`mlpipe feedback` creates it)")
         return dataclasses.replace(cfg, feedback_rows=None)
     rows = {split: 0 for split in FEEDBACK_BUCKETS}
+    times = []
     for r in query_rows(s, feedback_split_counts_sql(s.project, s.dataset)):
         rows[r["split"]] = int(r["n"])
+        times += [str(r["first"]), str(r["last"])]
     if cfg.feedback == "auto" and not sum(rows.values()):
         return dataclasses.replace(cfg, feedback_rows=None)
     log.info("learning from feedback: %s rows per split", rows)
-    return dataclasses.replace(cfg, feedback_rows=rows)
+    return dataclasses.replace(cfg, feedback_rows=rows, feedback_window=(min(times), max(times)) if times else None)

@@ -194,7 +194,9 @@ def _pusher(cfg: PipelineConfig, trainer, evaluator):
                 {"share": cfg.challenger_share, "mode": cfg.challenger_mode},
                 "source_tables": sorted({t for q in split_queries for t in q.tables}),
                 "source_queries": {q.split: q.sql for q in split_queries},
-                "extra": {"profile": cfg.profile, "training": cfg.training.to_custom_config()},
+                "extra": {"profile": cfg.profile, "training": cfg.training.to_custom_config(),
+                          **({"feedback_rows": cfg.feedback_rows, "feedback_window": cfg.feedback_window}
+                             if cfg.reads_feedback else {})},
             },
         ).with_id("Pusher")
     return tfx.extensions.google_cloud_ai_platform.Pusher(

@@ -34,7 +34,8 @@ class RegistryPusherSpec(standard_component_specs.PusherSpec):
 
 class Executor(stock.Executor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]):
-        from mlpipe.metadata.payloads import evaluation_accuracy
+        from mlpipe import contract
+        from mlpipe.metadata.payloads import evaluation_accuracy, slice_accuracy
         from mlpipe.registry import PushMetadata, Rollout, open_registry
 
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -46,9 +47,14 @@ class Executor(stock.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
         accuracy: dict[str, float] = {}
+        extra = dict(config.get("extra", {}))
         if input_dict.get(MODEL_EVALUATION_KEY):
             evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
             accuracy = evaluation_accuracy(evaluation.uri)
+            by_source = slice_accuracy(evaluation.uri, contract.SOURCE_KEY)
+            if by_source:  # learning from feedback: the MNIST test rows are the test accuracy
+                accuracy = by_source.get(str(contract.SOURCE_MNIST), accuracy)
+                extra["feedback_test_accuracy"] = by_source.get(str(contract.SOURCE_FEEDBACK), {})
         metadata = PushMetadata(
             pipeline_run_id=self._context.pipeline_run_id if self._context else "",
             model_artifact_id=model.id,
@@ -57,7 +63,7 @@ class Executor(stock.Executor):
             baseline_accuracy=accuracy.get("baseline"),
             source_tables=tuple(config.get("source_tables", ())),
             source_queries=config.get("source_queries", {}),
-            extra=config.get("extra", {}),
+            extra=extra,
         )
         registry = open_registry(config["registry_root"], config["model"])
         with tempfile.TemporaryDirectory(prefix="registry-push-") as tmp:
