@@ -200,6 +200,7 @@ def _extensions() -> list[Callable]:
         registry_cli.register,
         serving_cli.register,
         serving_check.register,
+        pipeline_cli.register_flywheel,
         pipeline_cli.register_compile,
         cloud_cli.register,
         lineage_cli.register,

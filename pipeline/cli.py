@@ -156,3 +156,55 @@ def register_compile(sub, add_settings_flags) -> None:
     add_cloud_flags(p)
     add_settings_flags(p)
     p.set_defaults(handler=_compile_vertex)
+
+
+# ---- the flywheel ---------------------------------------------------------------------------------
+
+def _flywheel(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.flywheel.policy import Policy
+    from pipeline import flywheel
+
+    policy = Policy(min_new_labels=args.min_new_labels, retrain_on_drift=not args.no_drift,
+                    schedule_hours=args.schedule_hours, canary_share=args.canary_share,
+                    min_labelled=args.min_labelled, promote_margin=args.promote_margin)
+    cfg = pipeline_config_from(args, registry_settings(args, settings))
+
+    def show(t: flywheel.Turn) -> None:
+        print(f"decision: {t.decision.describe()}")
+        print(f"  → {t.result}", flush=True)
+
+    if args.watch:
+        flywheel.watch(cfg, policy, args.interval, show)
+    else:
+        show(flywheel.turn(cfg, policy, dry_run=args.dry_run))
+    return 0
+
+
+def register_flywheel(sub, add_settings_flags) -> None:
+    p = sub.add_parser(
+        "flywheel", help="decide whether to retrain, promote or end a rollout, and do it",
+        description="Look at drift, new labels in DATASET.feedback, the time since the last run and "
+        "the challenger's online accuracy; retrain (learning from the feedback, the result rolled out "
+        "as a canary challenger), promote or end the rollout; print and record every decision with its "
+        "reasons (STATE_DIR/flywheel/decisions.jsonl, and the registry's audit log).",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="one decision, then exit")
+    mode.add_argument("--watch", action="store_true", help="decide every --interval seconds until stopped")
+    p.add_argument("--interval", type=float, default=600.0, help="seconds between decisions with --watch")
+    p.add_argument("--dry-run", action="store_true", help="decide and record, but do nothing")
+    g = p.add_argument_group("policy")
+    g.add_argument("--min-new-labels", type=int, default=200,
+                   help="retrain after this many new labels since the last run (0: never for labels)")
+    g.add_argument("--no-drift", action="store_true", help="do not retrain because of drift")
+    g.add_argument("--schedule-hours", type=float, help="retrain at least every N hours")
+    g.add_argument("--canary-share", type=float, default=0.2,
+                   help="share of the default's traffic a retrained model answers (default 0.2)")
+    g.add_argument("--min-labelled", type=int, default=50,
+                   help="labelled predictions of challenger and default needed to judge (default 50)")
+    g.add_argument("--promote-margin", type=float, default=0.0,
+                   help="challenger's online accuracy must beat the default's by this much (0..1)")
+    add_pipeline_flags(p)
+    add_registry_flags(p)
+    add_settings_flags(p)
+    p.set_defaults(handler=_flywheel)
