@@ -221,6 +221,7 @@ def _extensions() -> list[Callable]:
         registry_cli.register,
         serving_cli.register,
         serving_check.register,
+        pipeline_cli.register_flywheel,
         pipeline_cli.register_compile,
         pipeline_schedule.register,
         cloud_cli.register,

@@ -203,6 +203,11 @@ class Settings:
         return self.state_dir / "monitor"
 
     @property
+    def flywheel_log(self) -> Path:
+        """Every `mlpipe flywheel` decision with its reasons, one JSON line each."""
+        return self.state_dir / "flywheel" / "decisions.jsonl"
+
+    @property
     def vertex_dir(self) -> Path:
         """Where `mlpipe compile-vertex` writes the compiled pipeline by default."""
         return self.state_dir / "vertex"

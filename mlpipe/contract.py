@@ -11,6 +11,11 @@ from __future__ import annotations
 IMAGE_KEY = "image"  # raw: 784 INT64 pixels 0..255 (row-major 28×28); transformed: float32 in [0, 1]
 LABEL_KEY = "label"  # INT64 class 0..9
 ROW_KEY = "key"  # INT64 row index inside its BigQuery table; not a model input
+# INT64 where a training row came from: the frozen MNIST tables or users' labelled feedback. The
+# Evaluator slices on it, so a model must not regress on either.
+SOURCE_KEY = "source"
+SOURCE_MNIST, SOURCE_FEEDBACK = 0, 1
+FEEDBACK_TABLE = "feedback"  # DATASET.feedback: feedback_id, time, label, image, … (mlpipe.feedback)
 IMAGE_SIDE = 28
 IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 NUM_CLASSES = 10

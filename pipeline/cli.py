@@ -23,6 +23,16 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="re-run every component instead of reusing cached outputs")
     p.add_argument("--no-promote", dest="promote", action="store_false", default=None,
                    help="push a blessed model as a new version without making it the default")
+    p.add_argument("--feedback", choices=["auto", "on", "off"], default=None,
+                   help="learn from users' labels in DATASET.feedback too (auto: when it has rows; "
+                   "on Vertex, auto means off). Feedback rows are split 80/10/10 by their id and the "
+                   "Evaluator gates on the MNIST and the feedback slices")
+    p.add_argument("--as-challenger", dest="challenger_share", type=float, metavar="SHARE",
+                   help="push a blessed model as the challenger answering SHARE (0..1) of the default's "
+                   "requests, not as the default (`mlpipe models promote` promotes it)")
+    p.add_argument("--shadow", action="store_true",
+                   help="with --as-challenger: the challenger sees a copy of SHARE of the requests "
+                   "but never answers (its predictions are only logged)")
     p.add_argument("--steps-per-iteration", type=int, help="AdaNet max_iteration_steps")
     p.add_argument("--iterations", type=int, help="AdaNet iterations")
     p.add_argument("--accuracy-floor", type=float, help="test accuracy needed for blessing (0..1)")
@@ -32,6 +42,8 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
 
 def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> PipelineConfig:
     """The run's configuration: the profile, then the flags that override it."""
+    if args.shadow and args.challenger_share is None:
+        raise UsageError("--shadow needs --as-challenger SHARE")
     cfg = PipelineConfig.for_profile(
         settings,
         args.profile,
@@ -39,6 +51,9 @@ def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> Pipeli
         accuracy_floor=args.accuracy_floor,
         regression_tolerance=args.regression_tolerance,
         promote=args.promote,
+        challenger_share=args.challenger_share,
+        challenger_mode="shadow" if args.shadow else "canary",
+        feedback=args.feedback,
     )
     training = {}
     if args.steps_per_iteration is not None:
@@ -177,3 +192,55 @@ def register_compile(sub, add_settings_flags) -> None:
     add_cloud_flags(p)
     add_settings_flags(p)
     p.set_defaults(handler=_compile_vertex)
+
+
+# ---- the flywheel ---------------------------------------------------------------------------------
+
+def _flywheel(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.flywheel.policy import Policy
+    from pipeline import flywheel
+
+    policy = Policy(min_new_labels=args.min_new_labels, retrain_on_drift=not args.no_drift,
+                    schedule_hours=args.schedule_hours, canary_share=args.canary_share,
+                    min_labelled=args.min_labelled, promote_margin=args.promote_margin)
+    cfg = pipeline_config_from(args, registry_settings(args, settings))
+
+    def show(t: flywheel.Turn) -> None:
+        print(f"decision: {t.decision.describe()}")
+        print(f"  → {t.result}", flush=True)
+
+    if args.watch:
+        flywheel.watch(cfg, policy, args.interval, show)
+    else:
+        show(flywheel.turn(cfg, policy, dry_run=args.dry_run))
+    return 0
+
+
+def register_flywheel(sub, add_settings_flags) -> None:
+    p = sub.add_parser(
+        "flywheel", help="decide whether to retrain, promote or end a rollout, and do it",
+        description="Look at drift, new labels in DATASET.feedback, the time since the last run and "
+        "the challenger's online accuracy; retrain (learning from the feedback, the result rolled out "
+        "as a canary challenger), promote or end the rollout; print and record every decision with its "
+        "reasons (STATE_DIR/flywheel/decisions.jsonl, and the registry's audit log).",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="one decision, then exit")
+    mode.add_argument("--watch", action="store_true", help="decide every --interval seconds until stopped")
+    p.add_argument("--interval", type=float, default=600.0, help="seconds between decisions with --watch")
+    p.add_argument("--dry-run", action="store_true", help="decide and record, but do nothing")
+    g = p.add_argument_group("policy")
+    g.add_argument("--min-new-labels", type=int, default=200,
+                   help="retrain after this many new labels since the last run (0: never for labels)")
+    g.add_argument("--no-drift", action="store_true", help="do not retrain because of drift")
+    g.add_argument("--schedule-hours", type=float, help="retrain at least every N hours")
+    g.add_argument("--canary-share", type=float, default=0.2,
+                   help="share of the default's traffic a retrained model answers (default 0.2)")
+    g.add_argument("--min-labelled", type=int, default=50,
+                   help="labelled predictions of challenger and default needed to judge (default 50)")
+    g.add_argument("--promote-margin", type=float, default=0.0,
+                   help="challenger's online accuracy must beat the default's by this much (0..1)")
+    add_pipeline_flags(p)
+    add_registry_flags(p)
+    add_settings_flags(p)
+    p.set_defaults(handler=_flywheel)

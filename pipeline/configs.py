@@ -60,6 +60,15 @@ class PipelineConfig:
     )
     source_fingerprint: str = ""
     promote: bool = True  # a newly pushed version becomes the registry default
+    # Push a blessed model as the challenger instead: it answers this share of the default's
+    # requests (canary) or sees a copy of them (shadow); `mlpipe models promote` makes it the default.
+    challenger_share: float | None = None
+    # Learn from users' labels in DATASET.feedback: "auto" (locally: when the table has rows), "on",
+    # "off". `feedback_rows` is what a run found: rows per split, None when feedback is not read.
+    feedback: str = "auto"
+    feedback_rows: dict[str, int] | None = None
+    feedback_window: tuple[str, str] | None = None  # first and last feedback time read (UTC)
+    challenger_mode: str = "canary"
     cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 
     def __post_init__(self) -> None:
@@ -69,6 +78,12 @@ class PipelineConfig:
             raise UsageError(f"accuracy floor must be within 0..1, not {self.accuracy_floor}")
         if self.regression_tolerance < 0:
             raise UsageError("regression tolerance must be >= 0")
+        if self.feedback not in ("auto", "on", "off"):
+            raise UsageError(f"feedback must be auto, on or off, not {self.feedback!r}")
+        if self.challenger_share is not None:
+            from mlpipe.registry import Rollout
+
+            Rollout("", self.challenger_share, self.challenger_mode)  # validates share and mode
 
     @classmethod
     def for_profile(cls, settings: Settings, profile: str = "full", **overrides) -> PipelineConfig:
@@ -84,10 +99,24 @@ class PipelineConfig:
         )
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
+    @property
+    def reads_feedback(self) -> bool:
+        return self.feedback_rows is not None
+
+    @property
+    def gates_on_feedback(self) -> bool:
+        """Blessing also needs no regression on the feedback slice of the test split — when that
+        slice has rows (TFMA fails a validation whose slice is missing)."""
+        return bool(self.feedback_rows and self.feedback_rows.get("test", 0) > 0)
+
     def on_vertex(self) -> PipelineConfig:
         """The same pipeline for Vertex AI Pipelines: cloud settings validated, Beam on Dataflow."""
         cloud = CloudConfig.from_settings(self.settings)
-        return dataclasses.replace(self, orchestration="vertex", cloud=cloud, beam_args=cloud.beam_args())
+        # Compiling is offline, so the feedback table cannot be looked at: "on" reads it (its slice is
+        # reported, not gated: the compiled pipeline cannot know that its test share has rows).
+        feedback_rows = {} if self.feedback == "on" else None
+        return dataclasses.replace(self, orchestration="vertex", cloud=cloud, beam_args=cloud.beam_args(),
+                                   feedback_rows=feedback_rows)
 
     @property
     def pipeline_name(self) -> str:

@@ -30,12 +30,17 @@ def source_fingerprint(cfg: PipelineConfig) -> str:
 
     client = bq_client(cfg.settings)
     parts = []
-    for q in split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits):
+    queries = split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits,
+                            feedback=cfg.reads_feedback)
+    for q in queries:
         try:
             fingerprint = table_fingerprint(client, q.table, q.where)
         except NotFoundError:
             raise NotFoundError(f"table {q.table} does not exist; run `mlpipe load-data` first") from None
         parts.append(f"{q.split}={q.table}:{fingerprint}")
+    feedback = next((q.feedback_table for q in queries if q.feedback_table), None)
+    if feedback:  # every split reads its share of the whole feedback table
+        parts.append(f"feedback={feedback}:{table_fingerprint(client, feedback, None)}")
     return ";".join(parts)
 
 
@@ -93,6 +98,9 @@ def run_local(cfg: PipelineConfig, run_id: str | None = None) -> RunRecord:
     run_id = run_id or new_run_id()
     with run_lock(cfg.settings, run_id):
         preflight(cfg)  # BigQuery, tables, registry: a failure in about a second, before TensorFlow loads
+        from pipeline.feedback_source import with_feedback_rows
+
+        cfg = with_feedback_rows(cfg)
         cfg = dataclasses.replace(cfg, source_fingerprint=source_fingerprint(cfg))
         from tfx import v1 as tfx
 

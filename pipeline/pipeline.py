@@ -97,14 +97,28 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
 
 
 def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy ≥ floor AND no regression against the baseline; per-class slices and a confusion matrix."""
+    """Accuracy ≥ floor AND no regression against the baseline; per-class slices and a confusion matrix.
+
+    With feedback in the data, the MNIST rows of the test split stay the main gate (floor and no
+    regression) and the feedback rows must not regress either; both are slices on `source`."""
+    no_regression = tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+        absolute={"value": -cfg.regression_tolerance},
+    )
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.accuracy_floor}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -cfg.regression_tolerance},
-        ),
+        change_threshold=no_regression,
     )
+    slicing_specs = [tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[contract.LABEL_KEY])]
+    gates = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)]
+    if cfg.reads_feedback:
+        slicing_specs.append(tfma.SlicingSpec(feature_keys=[contract.SOURCE_KEY]))
+        mnist = tfma.SlicingSpec(feature_values={contract.SOURCE_KEY: str(contract.SOURCE_MNIST)})
+        gates = [tfma.PerSliceMetricThreshold(slicing_specs=[mnist], threshold=accuracy_threshold)]
+        if cfg.gates_on_feedback:
+            feedback = tfma.SlicingSpec(feature_values={contract.SOURCE_KEY: str(contract.SOURCE_FEEDBACK)})
+            gates.append(tfma.PerSliceMetricThreshold(
+                slicing_specs=[feedback], threshold=tfma.MetricThreshold(change_threshold=no_regression)))
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -113,20 +127,13 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
                 prediction_key=contract.PROBABILITIES_KEY,
             )
         ],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[contract.LABEL_KEY])],
+        slicing_specs=slicing_specs,
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
-                    # Thresholds on the overall slice only: per-class accuracies are reported, not gated.
-                    tfma.MetricConfig(
-                        class_name="SparseCategoricalAccuracy",
-                        per_slice_thresholds=[
-                            tfma.PerSliceMetricThreshold(
-                                slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold
-                            )
-                        ],
-                    ),
+                    # Thresholds on the gating slices only: per-class accuracies are reported, not gated.
+                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=gates),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 ]
             )
@@ -201,10 +208,14 @@ def _pushers(cfg: PipelineConfig, trainer, evaluator) -> list:
             "registry_root": registry_root,
             "model": cfg.model_name,
             "promote": cfg.promote,
-            "source_tables": [q.table for q in split_queries],
+            "challenger": None if cfg.challenger_share is None else
+            {"share": cfg.challenger_share, "mode": cfg.challenger_mode},
+            "source_tables": sorted({t for q in split_queries for t in q.tables}),
             "source_queries": {q.split: q.sql for q in split_queries},
             "extra": {"profile": cfg.profile, "pipeline_name": cfg.pipeline_name,
-                      "orchestration": cfg.orchestration, "training": cfg.training.to_custom_config()},
+                      "orchestration": cfg.orchestration, "training": cfg.training.to_custom_config(),
+                      **({"feedback_rows": cfg.feedback_rows, "feedback_window": cfg.feedback_window}
+                         if cfg.reads_feedback else {})},
             CODE_KEY: code_fingerprint(registry_pusher.__name__),
         },
     ).with_id("Pusher")
@@ -284,4 +295,5 @@ def _pipeline_root(cfg: PipelineConfig) -> str:
 
 
 def _split_queries(cfg: PipelineConfig) -> list[queries.SplitQuery]:
-    return queries.split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits)
+    return queries.split_queries(cfg.settings.project, cfg.settings.dataset, cfg.row_limits,
+                                 feedback=cfg.reads_feedback)

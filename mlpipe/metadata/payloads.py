@@ -207,6 +207,22 @@ def evaluation_accuracy(evaluation_uri: str) -> dict[str, float]:
     }
 
 
+def slice_accuracy(evaluation_uri: str, feature: str) -> dict[str, dict[str, float]]:
+    """Accuracy of the candidate and the baseline on each slice of one feature: value → role → acc."""
+    import tensorflow_model_analysis as tfma
+
+    found: dict[str, dict[str, float]] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        keys = metrics.slice_key.single_slice_keys
+        if len(keys) != 1 or keys[0].column != feature:
+            continue
+        for kv in metrics.metric_keys_and_values:
+            if kv.key.name == "sparse_categorical_accuracy" and not kv.key.is_diff:
+                role = "baseline" if kv.key.model_name == "baseline" else "candidate"
+                found.setdefault(_slice_value(keys[0]), {})[role] = kv.value.double_value.value
+    return found
+
+
 def overall_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
     """Overall-slice scalar metrics (name → value) of the "candidate" and the "baseline" model;
     the candidate-minus-baseline diffs are left out."""

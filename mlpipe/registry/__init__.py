@@ -7,6 +7,7 @@ from mlpipe.errors import UsageError
 from mlpipe.registry.api import Registry, VersionInfo
 from mlpipe.registry.metadata import PushMetadata
 from mlpipe.registry.names import validate_name
+from mlpipe.registry.rollout import AuditEntry, Rollout
 
 
 def open_registry(location: str | object, model: str) -> Registry:
@@ -34,4 +35,7 @@ def registry_for(settings: Settings, model: str | None = None) -> Registry:
     return open_registry(settings.registry_location, model or settings.model_name)
 
 
-__all__ = ["PushMetadata", "Registry", "VersionInfo", "open_registry", "registry_for", "validate_name"]
+__all__ = [
+    "AuditEntry", "PushMetadata", "Registry", "Rollout", "VersionInfo", "open_registry", "registry_for",
+    "validate_name",
+]

@@ -1,4 +1,5 @@
-"""`mlpipe models …`: list, describe, push, set-default, alias and delete registry versions."""
+"""`mlpipe models …`: list, describe, push, set-default, alias and delete registry versions; roll out
+a challenger (canary share or shadow), promote it, roll back, and read the audit log."""
 
 from __future__ import annotations
 
@@ -43,11 +44,13 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     if not versions:
         print("(no versions; push one with `mlpipe models push SAVED_MODEL_DIR` or run the pipeline)")
         return 0
+    rollout = reg.rollout()
     print(f"{'VERSION':<10}{'DEFAULT':<9}{'ALIASES':<20}{'CREATED (UTC)':<22}"
           f"{'TEST ACC':>9}{'BASELINE':>10}  RUN")
     for v in versions:
         m = v.metadata
-        print(f"{v.name:<10}{'*' if v.is_default else '':<9}{','.join(v.aliases) or '-':<20}"
+        role = "*" if v.is_default else (_rollout_label(rollout) if rollout and rollout.version == v.name else "")
+        print(f"{v.name:<10}{role:<9}{','.join(v.aliases) or '-':<20}"
               f"{v.created_time[:19].replace('T', ' '):<22}{_pct(m.test_accuracy):>9}"
               f"{_pct(m.baseline_accuracy):>10}  {m.pipeline_run_id or '-'}")
     return 0
@@ -115,9 +118,67 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rollout_label(rollout) -> str:
+    return f"{rollout.mode} {100 * rollout.share:g}%"
+
+
 def _set_default(args: argparse.Namespace, settings: Settings) -> int:
-    v = _registry(args, settings).set_default(args.version)
+    v = _registry(args, settings).set_default(args.version, reason=args.reason)
     print(f"{v.model}: default version is now {v.name}")
+    return 0
+
+
+def _challenger(args: argparse.Namespace, settings: Settings) -> int:
+    from mlpipe.errors import UsageError
+
+    reg = _registry(args, settings)
+    if args.clear:
+        if args.version:
+            raise UsageError("give either VERSION or --clear, not both")
+        print(f"{reg.model}: {reg.clear_challenger(reason=args.reason)} is no longer the challenger")
+        return 0
+    if not args.version:
+        current = reg.rollout()
+        print(f"{reg.model}: " + (f"challenger {current.version} ({_rollout_label(current)})"
+                                  if current else "no challenger"))
+        return 0
+    r = reg.set_challenger(args.version, args.share, "shadow" if args.shadow else "canary", reason=args.reason)
+    what = (f"sees a shadow copy of {100 * r.share:g}% of the default's requests (answers not returned)"
+            if r.mode == "shadow" else f"answers {100 * r.share:g}% of the default's requests")
+    print(f"{reg.model}: challenger {r.version} {what}")
+    return 0
+
+
+def _promote(args: argparse.Namespace, settings: Settings) -> int:
+    reg = _registry(args, settings)
+    before = reg.default_version()
+    v = reg.promote(reason=args.reason)
+    print(f"{v.model}: promoted {v.name} to default (was {before}; `mlpipe models rollback` undoes it)")
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    reg = _registry(args, settings)
+    before = reg.default_version()
+    v = reg.rollback(to=args.to, reason=args.reason)
+    print(f"{v.model}: rolled back the default from {before} to {v.name}")
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    entries = _registry(args, settings).audit()[-args.limit:]
+    if args.json:
+        print(json.dumps([e.to_json() for e in entries], indent=2))
+        return 0
+    if not entries:
+        print("(no changes recorded)")
+        return 0
+    print(f"{'TIME (UTC)':<21}{'ACTION':<16}{'VERSION':<9}{'WAS':<9}{'BY':<28}WHY / DETAILS")
+    for e in entries:
+        details = ", ".join(f"{k}={v}" for k, v in e.details.items() if k != "metrics")
+        why = "; ".join(x for x in (e.reason, details) if x)
+        print(f"{e.time[:19].replace('T', ' '):<21}{e.action:<16}{e.version or '-':<9}"
+              f"{e.previous or '-':<9}{e.actor[:27]:<28}{why}")
     return 0
 
 
@@ -168,6 +229,26 @@ def register(sub, add_settings_flags) -> None:
     p.add_argument("--description", help="free-text description of this version")
     p = action("set-default", _set_default, "make VERSION the default (also how to roll back)")
     p.add_argument("version")
+    p.add_argument("--reason", default="", help="why, for the audit log")
+    p = action("challenger", _challenger,
+               "show, set or clear the challenger: a version that answers a share of the default's "
+               "traffic (canary) or sees a copy of it (shadow)")
+    p.add_argument("version", nargs="?", help="version to roll out, e.g. v4 (none: show the current one)")
+    p.add_argument("--share", type=float, default=0.1,
+                   help="fraction of the default's requests routed to it (default 0.1)")
+    p.add_argument("--shadow", action="store_true",
+                   help="shadow mode: the default answers; the challenger's predictions are only logged")
+    p.add_argument("--clear", action="store_true", help="end the rollout (the default answers everything)")
+    p.add_argument("--reason", default="", help="why, for the audit log")
+    p = action("promote", _promote, "make the challenger the default (recorded in the audit log)")
+    p.add_argument("--reason", default="", help="why, for the audit log")
+    p = action("rollback", _rollback,
+               "move the default back to the version it had before its last change (or --to VERSION)")
+    p.add_argument("--to", help="the version to roll back to (default: the previous default)")
+    p.add_argument("--reason", default="", help="why, for the audit log")
+    p = action("audit", _audit, "the audit log: who moved the default or the challenger, when and why")
+    p.add_argument("--limit", type=int, default=50, help="newest N entries (default 50)")
+    p.add_argument("--json", action="store_true", help="as JSON, with the versions' metrics")
     p = action("alias", _alias, "point alias NAME at VERSION, or remove it with --remove")
     p.add_argument("name", help="alias name, e.g. champion")
     p.add_argument("version", nargs="?", help="version name, e.g. v2")

@@ -5,6 +5,10 @@ status; anything else is logged with its traceback and answered as a JSON 500 (a
 The process-wide state (settings, model cache, prediction logger) is created on the first request
 and reused while the instance stays warm. The registry's small state file is re-read (one stat()
 when unchanged) on every request, so `mlpipe models set-default` takes effect without a restart.
+
+A request for the default version (no version, no alias) may be answered by the model's challenger
+(canary: a share of requests, chosen by a hash of the request id) or mirrored to it (shadow: the
+default answers; the challenger's prediction is only logged) — see mlpipe/registry/rollout.py.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from mlpipe.config import Settings, load_settings
 from mlpipe.display import display_path
 from mlpipe.errors import (
     AuthenticationError,
-    ForbiddenError,
     BadInstanceError,
+    ForbiddenError,
     MethodNotAllowedError,
     MlpipeError,
     NotFoundError,
@@ -44,6 +48,7 @@ from mlpipe.serving.instances import parse_body, parse_json
 from mlpipe.serving.model_cache import ModelCache, to_predictions
 from mlpipe.serving.prediction_log import PredictionLogger, RecentPredictions
 from mlpipe.serving.read_guard import BODY_TIMEOUT_S, GUARD
+from mlpipe.serving.shadow import ShadowRunner
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ class ServingApp:
         self._prediction_slots = threading.BoundedSemaphore(MAX_CONCURRENT_PREDICTIONS)
         self.recent = RecentPredictions()
         self.feedback = FeedbackStore(settings, self.recent.get)
+        self.shadow = ShadowRunner(self.cache, self.prediction_log)
         log.info("serving registry %s (project %s, prediction log %s)", display_path(self.registry.location),
                  settings.project, self.prediction_log.table_id if self.prediction_log else "off")
 
@@ -221,14 +227,36 @@ class ServingApp:
         return Answer(200, resources.version_resource(project, info))
 
     def _predict(self, call: Call, project: str, model: str, version: str | None = None) -> Answer:
-        info = self._registry(model, project).resolve(version=version)
-        return self._run_prediction(info, call)
+        reg = self._registry(model, project)
+        if version is None:
+            return self._predict_default(reg, call)
+        return self._run_prediction(reg.resolve(version=version), call)
+
+    def _predict_default(self, reg: Registry, call: Call) -> Answer:
+        """The default's answer — or the canary challenger's for its share of request ids; a shadow
+        challenger gets a copy of its share of requests, after the default has answered."""
+        default = reg.resolve()
+        rollout = reg.rollout()
+        if rollout is None or not rollout.routes_to_challenger(call.request_id):
+            return self._run_prediction(default, call)
+        challenger = reg.get(rollout.version)
+        if rollout.mode == "canary":
+            return self._run_prediction(challenger, call, role="canary")
+        answer = self._run_prediction(default, call)
+        # The shadow rows carry the default's prediction ids, so labels users send for the default's
+        # answers also grade the challenger (`mlpipe flywheel`).
+        ids = [p["predictionId"] for p in answer.doc["predictions"]]
+        self.shadow.submit(challenger, parse_body(call.body), call.request_id, ids)
+        return answer
 
     # ---- TF Serving -----------------------------------------------------------------------------
 
     def _tf_predict(self, call: Call, model: str, number: str | None = None,
                     alias: str | None = None) -> Answer:
-        return self._run_prediction(self._tf_version(self._registry(model), number, alias), call)
+        reg = self._registry(model)
+        if number is None and alias is None:
+            return self._predict_default(reg, call)
+        return self._run_prediction(self._tf_version(reg, number, alias), call)
 
     def _tf_status(self, call: Call, model: str, number: str | None = None,
                    alias: str | None = None) -> Answer:
@@ -243,7 +271,7 @@ class ServingApp:
 
     # ---- prediction -----------------------------------------------------------------------------
 
-    def _run_prediction(self, info: VersionInfo, call: Call) -> Answer:
+    def _run_prediction(self, info: VersionInfo, call: Call, role: str = "served") -> Answer:
         started = time.perf_counter()
         if not self._prediction_slots.acquire(timeout=PREDICTION_QUEUE_S):
             raise ServiceUnavailable(f"the server is busy ({MAX_CONCURRENT_PREDICTIONS} predictions "
@@ -260,12 +288,15 @@ class ServingApp:
         if self.prediction_log is not None:
             self.prediction_log.log(
                 info.model, info.name, class_ids, outputs["probabilities"].max(axis=1).tolist(),
-                latency_ms, call.request_id, ids, batch,
+                latency_ms, call.request_id, ids, batch, role=role,
             )
         predictions = to_predictions(outputs)
         for prediction, pid in zip(predictions, ids, strict=True):
             prediction["predictionId"] = pid  # name it in POST …:feedback
-        return Answer(200, {"predictions": predictions}, {"X-Model-Version": f"{info.model}/{info.name}"})
+        headers = {"X-Model-Version": f"{info.model}/{info.name}"}
+        if role != "served":
+            headers["X-Rollout"] = role
+        return Answer(200, {"predictions": predictions}, headers)
 
     # ---- feedback -------------------------------------------------------------------------------
 

@@ -43,6 +43,9 @@ SCHEMA = (
     # Added later (NULLABLE/REPEATED, so older tables gain them in place).
     ("prediction_id", "STRING", "NULLABLE"),
     ("image", "INT64", "REPEATED"),
+    # served: returned to the caller; canary: a challenger's answer, returned; shadow: a
+    # challenger's prediction on a copy of the request, not returned.
+    ("role", "STRING", "NULLABLE"),
 )
 # Seconds one BigQuery call may take, retries included, before its rows are given up.
 CALL_DEADLINE_S = 5.0
@@ -79,7 +82,7 @@ class PredictionLogger:
     def log(
         self, model: str, version: str, class_ids: list[int], confidences: list[float],
         latency_ms: float, request_id: str, prediction_ids: list[str] | None = None,
-        images: np.ndarray | None = None,
+        images: np.ndarray | None = None, role: str = "served",
     ) -> None:
         """Queue one row per instance; never blocks, never raises."""
         i = 0
@@ -90,7 +93,7 @@ class PredictionLogger:
                 row = {
                     "time": now, "model": model, "version": version, "instance": i,
                     "predicted_class": int(cls), "confidence": float(conf),
-                    "latency_ms": round(latency_ms, 3), "request_id": request_id,
+                    "latency_ms": round(latency_ms, 3), "request_id": request_id, "role": role,
                 }
                 if prediction_ids is not None:
                     row["prediction_id"] = prediction_ids[i]

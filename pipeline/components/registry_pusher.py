@@ -38,8 +38,9 @@ class RegistryPusherSpec(standard_component_specs.PusherSpec):
 
 class Executor(stock.Executor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]):
-        from mlpipe.metadata.payloads import evaluation_accuracy
-        from mlpipe.registry import PushMetadata, open_registry
+        from mlpipe import contract
+        from mlpipe.metadata.payloads import evaluation_accuracy, slice_accuracy
+        from mlpipe.registry import PushMetadata, Rollout, open_registry
         from mlpipe.registry.same_model import (
             ALREADY_DEFAULT_PROPERTY,
             ALREADY_VERSION_PROPERTY,
@@ -72,9 +73,14 @@ class Executor(stock.Executor):
                 pushed.set_int_custom_property(ALREADY_DEFAULT_PROPERTY, int(same.is_default))
                 return
             accuracy: dict[str, float] = {}
+            extra = {**config.get("extra", {}), "model_uri": model.uri, DIGEST_KEY: digest}
             if input_dict.get(MODEL_EVALUATION_KEY):
                 evaluation = artifact_utils.get_single_instance(input_dict[MODEL_EVALUATION_KEY])
                 accuracy = evaluation_accuracy(evaluation.uri)
+                by_source = slice_accuracy(evaluation.uri, contract.SOURCE_KEY)
+                if by_source:  # learning from feedback: the MNIST test rows are the test accuracy
+                    accuracy = by_source.get(str(contract.SOURCE_MNIST), accuracy)
+                    extra["feedback_test_accuracy"] = by_source.get(str(contract.SOURCE_FEEDBACK), {})
                 _attach_test_results(staged, evaluation.uri)
             metadata = PushMetadata(
                 pipeline_run_id=self._context.pipeline_run_id if self._context else "",
@@ -84,9 +90,14 @@ class Executor(stock.Executor):
                 baseline_accuracy=accuracy.get("baseline"),
                 source_tables=tuple(config.get("source_tables", ())),
                 source_queries=config.get("source_queries", {}),
-                extra={**config.get("extra", {}), "model_uri": model.uri, DIGEST_KEY: digest},
+                extra=extra,
             )
-            version = registry.push(staged, metadata, promote=config.get("promote", True))
+            rollout = config.get("challenger")
+            version = registry.push(
+                staged, metadata, promote=config.get("promote", True),
+                challenger=Rollout("", rollout["share"], rollout["mode"]) if rollout else None,
+                actor=f"pipeline run {metadata.pipeline_run_id}",
+            )
         self._MarkPushed(pushed, pushed_destination=version.saved_model_uri, pushed_version=version.name)
 
 

@@ -186,7 +186,9 @@ def test_state_file_is_plain_json(reg, fake_models):
     reg.push(fake_models[0])
     reg.set_alias("champion", "v1")
     state = json.loads((reg.storage.root / "mnist" / "state.json").read_text())
-    assert state == {"default": "v1", "aliases": {"champion": "v1"}, "next_number": 2}
+    history = state.pop("history")
+    assert state == {"default": "v1", "aliases": {"champion": "v1"}, "next_number": 2, "challenger": None}
+    assert [(e["action"], e["version"]) for e in history] == [("push", "v1")]
 
 
 def test_models_are_separate(tmp_path, fake_models):

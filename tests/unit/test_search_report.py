@@ -7,6 +7,7 @@ here. How long it takes is measured in bench/, not asserted here.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
