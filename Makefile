@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MLPIPE := .venv/bin/mlpipe
 PY := .venv/bin/python
 
-.PHONY: help setup run test test-unit lint bench lock function-lock serve bq-start bq-stop bq-status clean
+.PHONY: help setup run test test-unit lint bench flywheel-demo lock function-lock serve bq-start bq-stop bq-status clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -25,6 +25,9 @@ lint: setup  ## ruff
 
 bench: setup  ## run every benchmark, one at a time, and rewrite BENCHMARKS.md (QUICK=1: smoke run → BENCHMARKS.quick.md)
 	@QUICK=$(QUICK) bash scripts/bench.sh
+
+flywheel-demo: setup  ## the feedback loop end to end in its own state dir: drift → labels → retrain → canary → promote
+	@$(PY) scripts/flywheel_demo.py
 
 lock:  ## re-resolve requirements.in → requirements.lock with uv
 	.venv/bin/uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 \

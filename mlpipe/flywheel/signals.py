@@ -54,16 +54,41 @@ def online_accuracy(settings: Settings, model: str, since: str | None = None) ->
     return {r["version"]: Online(int(r["labelled"]), int(r["correct"])) for r in query_rows(settings, sql)}
 
 
+def monitored_drift(settings: Settings, since_epoch: float | None) -> tuple[bool | None, str]:
+    """`mlpipe monitor` on what the default served since the last run: (drift?, which features).
+    (None, why) when it cannot judge (too little traffic, no prediction log yet)."""
+    from datetime import datetime, timezone
+
+    from mlpipe.errors import MlpipeError
+    from mlpipe.monitor.report import MonitorConfig, monitor
+
+    since = datetime.fromtimestamp(since_epoch, timezone.utc) if since_epoch else None
+    try:
+        report, _ = monitor(settings, MonitorConfig(since=since))
+    except MlpipeError as e:
+        return None, str(e)
+    return bool(report["drift"]), ", ".join(report["drifted_features"])
+
+
 def gather(settings: Settings, registry: Registry,
            drift: Callable[[], tuple[bool | None, str]] | None = None) -> Signals:
     started = last_run_started(settings)
+    if drift is None:
+        def drift() -> tuple[bool | None, str]:
+            return monitored_drift(settings, started)
     rollout = registry.rollout()
     since = None
     if rollout is not None:
         # The challenger is judged on the traffic since its rollout began, and so is the default.
         since = next((e.time for e in reversed(registry.audit())
                       if e.action in ("challenger", "push") and e.version == rollout.version), None)
-    drifted, detail = drift() if drift is not None else (None, "")
+    judging = rollout is not None and rollout.mode == "canary"  # then no retrain, so no drift needed
+    if judging:
+        drifted, detail = None, "not measured while a canary rolls out"
+    elif registry.default_version() is None:
+        drifted, detail = None, "nothing served yet"
+    else:
+        drifted, detail = drift()
     return Signals(
         default=registry.default_version(),
         challenger=rollout.version if rollout and rollout.mode == "canary" else None,
