@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.report import load_average, write_section  # noqa: E402
-from scripts.flywheel_demo import HELD_OUT, LABELLED_FIRST, PHASE, run  # noqa: E402
+from scripts.flywheel_demo import HELD_OUT, LABELLED_FIRST, PHASE, plot, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +56,7 @@ yet, so the retrain is a cold Trainer on the larger data. Load average at the en
     if args.quick:
         print(md)
         return 0
+    plot(r, ROOT / "docs" / "flywheel_demo.png")  # README shows it
     write_section("flywheel", md)
     print(md)
     return 0

@@ -184,10 +184,37 @@ def run(workdir: Path, quick: bool = True) -> DemoResult:
     return result
 
 
+def plot(result: DemoResult, path: Path) -> None:
+    """Accuracy before and after the loop, on the drifted stream and the standard test set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    names = [f"drifted ({result.drift_kind}), held out", "standard MNIST test"]
+    xs = np.arange(len(names))
+    before = [100 * result.before[k] for k in ("drifted", "standard")]
+    after = [100 * result.after[k] for k in ("drifted", "standard")]
+    for offset, values, label in ((-0.2, before, "v1 (before)"), (0.2, after, f"{result.served_at_end} (after)")):
+        bars = ax.bar(xs + offset, values, 0.38, label=label)
+        ax.bar_label(bars, fmt="%.1f%%", fontsize=8)
+    ax.set_xticks(xs, names)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"One turn of the feedback loop ({result.labels_sent} labels)", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the demo's state directory")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--plot", type=Path, help="also draw accuracy before/after into this PNG")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="flywheel-demo-"))
     try:
@@ -195,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    if args.plot:
+        plot(result, args.plot)
     if args.json:
         print(json.dumps(asdict(result), indent=2))
         return 0
