@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from mlpipe import calibration, contract
-from models import generators, precision, search_report
+from models import generators, precision, search_report, warm_start
 from models.hparams import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,15 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     cfg = TrainingConfig.from_custom_config(fn_args.custom_config)
     space = cfg.search
+    warm = warm_start.plan(getattr(fn_args, "base_model", None), space)
+    max_steps = space.total_steps
+    if warm is not None:
+        # One more AdaNet iteration on top of the serving model's frozen ensemble (models/warm_start.py).
+        warm_start.copy_run(warm.model_run_dir, fn_args.model_run_dir)
+        space = warm.space
+        max_steps = warm.global_step + space.max_iteration_steps
+        log.info("warm start from %s at step %d: one more iteration (%d steps)", warm.model_run_dir,
+                 warm.global_step, space.max_iteration_steps)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_input_fn = make_input_fn(
         fn_args.train_files, tf_transform_output, space.batch_size, shuffle=True, repeat=True, seed=space.seed
@@ -133,12 +142,12 @@ def run_fn(fn_args) -> None:
     log.info("training with the %s dtype policy", policy)
     started = time.perf_counter()
     with _dtype_policy(policy):
-        estimator.train(input_fn=train_input_fn, max_steps=space.total_steps)
+        estimator.train(input_fn=train_input_fn, max_steps=max_steps)
     train_seconds = time.perf_counter() - started
     # Evaluation and export in float32 (variables are float32 either way): the served graph does not
     # depend on the training machine's CPU.
     eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
-    log.info("trained %d steps in %.1fs; eval %s", space.total_steps, train_seconds, eval_metrics)
+    log.info("trained to step %d in %.1fs; eval %s", max_steps, train_seconds, eval_metrics)
     logits, labels = eval_logits(estimator, fn_args.eval_files, tf_transform_output, space.eval_batch_size)
     temperature = calibration.fit_temperature(logits, labels)
     export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir, temperature)
@@ -149,7 +158,9 @@ def run_fn(fn_args) -> None:
     report["train_seconds"] = round(train_seconds, 1)
     search_report.write_report(report, os.path.join(fn_args.serving_model_dir, contract.SEARCH_REPORT_DIR))
     summary = {
-        "training": cfg.to_custom_config(),
+        # The space actually searched (a warm start continues the base's space one iteration further).
+        "training": TrainingConfig(search=space, eval_steps=cfg.eval_steps).to_custom_config(),
+        "warm_start": None if warm is None else {"from": warm.model_run_dir, "global_step": warm.global_step},
         "train_seconds": round(train_seconds, 1),
         "precision": policy,
         "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},

@@ -27,6 +27,9 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="learn from users' labels in DATASET.feedback too (auto: when it has rows; "
                    "on Vertex, auto means off). Feedback rows are split 80/10/10 by their id and the "
                    "Evaluator gates on the MNIST and the feedback slices")
+    p.add_argument("--warm-start", dest="warm_start", action="store_true", default=None,
+                   help="continue the serving model's AdaNet search for one more iteration on the new "
+                   "data instead of searching from scratch (cold when there is no serving model)")
     p.add_argument("--as-challenger", dest="challenger_share", type=float, metavar="SHARE",
                    help="push a blessed model as the challenger answering SHARE (0..1) of the default's "
                    "requests, not as the default (`mlpipe models promote` promotes it)")
@@ -54,6 +57,7 @@ def pipeline_config_from(args: argparse.Namespace, settings: Settings) -> Pipeli
         challenger_share=args.challenger_share,
         challenger_mode="shadow" if args.shadow else "canary",
         feedback=args.feedback,
+        warm_start=args.warm_start,
     )
     training = {}
     if args.steps_per_iteration is not None:

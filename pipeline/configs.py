@@ -68,6 +68,8 @@ class PipelineConfig:
     feedback: str = "auto"
     feedback_rows: dict[str, int] | None = None
     feedback_window: tuple[str, str] | None = None  # first and last feedback time read (UTC)
+    # Continue the serving model's AdaNet search for one more iteration instead of searching anew.
+    warm_start: bool = False
     challenger_mode: str = "canary"
     cloud: CloudConfig | None = None  # set exactly when orchestration == "vertex"
 

@@ -58,7 +58,8 @@ def _act(cfg: PipelineConfig, policy: Policy, decision: Decision, signals: Signa
         from pipeline.local_run import run_local
 
         share = policy.canary_share if signals.default is not None else None
-        record_ = run_local(dataclasses.replace(cfg, challenger_share=share, challenger_mode="canary"))
+        record_ = run_local(dataclasses.replace(cfg, challenger_share=share, challenger_mode="canary",
+                                                warm_start=cfg.warm_start and signals.default is not None))
         if record_.pushed_version:
             role = f"challenger ({100 * share:g} % canary)" if share else "default"
             return f"retrained: run {record_.run_id} pushed {record_.pushed_version} as {role}"

@@ -57,8 +57,14 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
     )
     transform.add_upstream_node(example_validator)
 
-    # AdaNet AutoML search; candidates selected on the eval split.
+    # The model to beat (none on the first run, when the floor alone decides): the registry's default.
+    baseline_resolver = _baseline_resolver(cfg)
+
+    # AdaNet AutoML search; candidates selected on the eval split. A warm start continues the
+    # baseline's search for one more iteration (models/warm_start.py).
+    warm = {"base_model": baseline_resolver.outputs["model"]} if cfg.warm_start else {}
     trainer = _trainer_class(cfg)(
+        **warm,
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -68,9 +74,6 @@ def create_pipeline(cfg: PipelineConfig, metadata_connection_config=None) -> tfx
         custom_config={"training": cfg.training.to_custom_config(),
                        CODE_KEY: code_fingerprint(function_module(RUN_FN)), **cloud_training_config(cfg.cloud)},
     )
-
-    # The model to beat (none on the first run, when the floor alone decides).
-    baseline_resolver = _baseline_resolver(cfg)
 
     # Test-split evaluation; blesses only above the floor and not worse than the baseline.
     evaluator = _evaluator_class(cfg)(

@@ -100,3 +100,40 @@ def test_the_version_and_lineage_name_the_feedback(feedback_run, capsys):
     assert set(extra["feedback_test_accuracy"]) == {"candidate"}
     assert main(["lineage", "--json", *flags]) == 0
     assert feedback_table in json.dumps(json.loads(capsys.readouterr().out))
+
+
+@pytest.fixture(scope="module")
+def warm_run(feedback_run):
+    """A second run that continues the serving model's search (one more AdaNet iteration)."""
+    from mlpipe.cli import main
+    from mlpipe.metadata.graph import MetadataGraph
+    from mlpipe.metadata.runs import list_runs
+
+    settings, first, _, flags = feedback_run
+    assert main(["run", "--profile", "quick", "--feedback", "on", "--warm-start", "--no-cache",
+                 "--regression-tolerance", "1", *flags]) == 0
+    graph = MetadataGraph.open(settings.metadata_path, settings.pipeline_name)
+    runs = list_runs(graph)
+    return settings, graph, first, runs[-1]
+
+
+@pytest.mark.e2e
+def test_a_warm_start_trains_one_more_iteration_from_the_serving_model(warm_run):
+    from mlpipe.metadata.payloads import training_summary
+    from pipeline.configs import PipelineConfig
+
+    settings, graph, first, second = warm_run
+    assert second.run_id != first.run_id and second.status == "complete"
+    trainer = next(c for c in second.components if c.component == "Trainer")
+    base = next(link for link in trainer.inputs if link.key == "base_model")
+    assert base.artifact_id == first.model_artifact_id  # the serving model was the base
+    run_dir = next(graph.artifact(link.artifact_id).uri for link in trainer.outputs if link.key == "model_run")
+    summary = training_summary(run_dir)
+    quick = PipelineConfig.for_profile(settings, "quick").training.search
+    assert summary["warm_start"]["global_step"] == quick.total_steps
+    assert summary["training"]["search"]["max_iterations"] == quick.max_iterations + 1
+    import tensorflow as tf
+
+    step = int(tf.train.load_variable(tf.train.latest_checkpoint(run_dir), "global_step"))
+    assert step == quick.total_steps + quick.max_iteration_steps  # one iteration's steps, not all of them
+    assert second.pushed_version == "v2"
