@@ -3,8 +3,9 @@
 1. A model is trained (quick profile) and served.
 2. A drifted stream (thicker strokes) is served; `mlpipe monitor` sees the drift.
 3. The least confident predictions get labels — their true labels, standing in for a person.
-4. `mlpipe flywheel --once` decides to retrain (drift + new labels): the pipeline learns from the
-   feedback and the new model goes out as a canary challenger.
+4. `mlpipe flywheel --once --warm-start` decides to retrain (drift + new labels): the pipeline
+   continues the serving model's search on data that now holds the feedback, and the new model goes
+   out as a canary challenger.
 5. More drifted traffic is served and labelled; the canary's share is measured.
 6. `mlpipe flywheel --once` judges the challenger on online accuracy and promotes it (or not).
 Accuracy on held-out drifted images and on the standard test set, before and after, is printed
@@ -156,7 +157,7 @@ def run(workdir: Path, quick: bool = True) -> DemoResult:
         print("4/6 flywheel: retrain on the feedback, roll out as a canary", flush=True)
         started = time.perf_counter()
         assert _cli(settings, "flywheel", "--once", "--profile", "quick", "--canary-share", "0.5",
-                    "--min-new-labels", "100", "--min-labelled", "100") == 0
+                    "--min-new-labels", "100", "--min-labelled", "100", "--warm-start") == 0
         result.retrain_run_s = time.perf_counter() - started
         rollout = registry.rollout()
         result.canary_share_configured = rollout.share if rollout else 0.0
