@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         r = run(Path(tmp))
     pct = "{:.2%}".format
     share = f"{r.canary_share_configured:.0%} / {(r.canary_share_observed or 0):.1%}"
+    cold, warm = r.trainer_s.get("cold", 0.0), r.trainer_s.get("warm", 0.0)
+    trainer = f"{cold:.0f} s / {warm:.0f} s" + (f" (warm/cold {warm / cold:.2f})" if cold else "")
     md = f"""## The feedback loop (`bench/bench_flywheel.py`, `make flywheel-demo`)
 
 One turn of the loop on the laptop: quick-profile model v1 serves {PHASE} MNIST test images with
@@ -49,6 +51,7 @@ saw, and on the 10,000 standard test images.
 | canary share: configured / observed over {PHASE} images | {share} |
 | cold run (`mlpipe run --profile quick`, setup excluded) | {r.cold_run_s:.0f} s |
 | warm retrain (`mlpipe flywheel --once --warm-start`: decide + run, one more iteration) | {r.retrain_run_s:.0f} s |
+| Trainer alone: cold (first run) / warm (retrain) | {trainer} |
 
 Decisions: {' / '.join(r.decisions)}. The cold run trains every AdaNet iteration on the MNIST
 slice; the warm retrain trains one more iteration on top of the serving ensemble, on the slice plus

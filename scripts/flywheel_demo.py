@@ -55,6 +55,7 @@ class DemoResult:
     decisions: list[str] = field(default_factory=list)
     cold_run_s: float = 0.0
     retrain_run_s: float = 0.0
+    trainer_s: dict[str, float] = field(default_factory=dict)  # Trainer seconds: cold (first run), warm
     before: dict[str, float] = field(default_factory=dict)  # drifted / standard accuracy of v1
     after: dict[str, float] = field(default_factory=dict)  # of the version served at the end
     served_at_end: str = ""
@@ -175,6 +176,12 @@ def run(workdir: Path, quick: bool = True) -> DemoResult:
         result.decisions = [json.loads(line)["decision"]["action"] + ": " +
                             "; ".join(json.loads(line)["decision"]["reasons"])
                             for line in settings.flywheel_log.read_text().splitlines()]
+        from mlpipe.metadata.graph import MetadataGraph
+        from mlpipe.metadata.runs import list_runs
+
+        runs = list_runs(MetadataGraph.open(settings.metadata_path, settings.pipeline_name))
+        trainer = [next((c.seconds for c in r.components if c.component == "Trainer"), 0.0) for r in runs]
+        result.trainer_s = {"cold": trainer[0], "warm": trainer[-1]} if len(runs) > 1 else {}
         final = registry.resolve()
         result.served_at_end = final.name
         result.after = {
@@ -236,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"served at the end: {result.served_at_end}")
     print(f"accuracy on held-out drifted images: {result.before['drifted']:.2%} → {result.after['drifted']:.2%}")
     print(f"accuracy on the standard test set:   {result.before['standard']:.2%} → {result.after['standard']:.2%}")
-    print(f"cold run {result.cold_run_s:.0f} s; retrain (flywheel turn) {result.retrain_run_s:.0f} s")
+    print(f"cold run {result.cold_run_s:.0f} s; warm retrain (flywheel turn) {result.retrain_run_s:.0f} s; "
+          f"Trainer {result.trainer_s.get('cold', 0):.0f} s cold vs {result.trainer_s.get('warm', 0):.0f} s warm")
     return 0
 
 
