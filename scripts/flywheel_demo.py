@@ -99,6 +99,20 @@ def _serve_stream(url: str, settings: Settings, images: np.ndarray, per_request:
     return served
 
 
+def _wait_logged(settings: Settings, rows: int, timeout: float = 300.0) -> None:
+    """Until the server's prediction log (sent in the background) holds `rows` rows."""
+    from mlpipe.bigquery.client import query_rows, table_exists
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if table_exists(settings, "predictions"):
+            n = query_rows(settings, f"SELECT COUNT(*) AS n FROM `{settings.table_id('predictions')}`")[0]["n"]
+            if n >= rows:
+                return
+        time.sleep(2)
+    raise TimeoutError(f"the prediction log did not reach {rows} rows within {timeout:.0f} s")
+
+
 def _label(url: str, settings: Settings, served: list[dict], labels: np.ndarray) -> int:
     import requests
 
@@ -145,7 +159,7 @@ def run(workdir: Path, quick: bool = True) -> DemoResult:
         print(f"2/6 serve {PHASE} drifted ({DRIFT}) images; monitor", flush=True)
         phase1 = drifted_test_stream(DRIFT, n=PHASE, start=0)
         served1 = _serve_stream(url, settings, phase1)
-        time.sleep(4)  # the prediction log flushes every 2 s
+        _wait_logged(settings, len(served1))
         from mlpipe.monitor.report import MonitorConfig, monitor
 
         report, _ = monitor(settings, MonitorConfig())
@@ -168,8 +182,8 @@ def run(workdir: Path, quick: bool = True) -> DemoResult:
         served2 = _serve_stream(url, settings, phase2)
         if rollout:
             result.canary_share_observed = sum(s["version"] == rollout.version for s in served2) / len(served2)
+        _wait_logged(settings, len(served1) + len(served2))
         result.labels_sent += _label(url, settings, served2, test.labels[PHASE:2 * PHASE])
-        time.sleep(4)
 
         print("6/6 flywheel: judge the challenger on online accuracy", flush=True)
         assert _cli(settings, "flywheel", "--once", "--profile", "quick", "--min-labelled", "100") == 0
