@@ -62,25 +62,27 @@ def preflight(cfg: PipelineConfig) -> None:
 
 
 def registry_writable(location: str, model: str) -> None:
-    """A local registry root must accept a new file (a blessed model is pushed at the end of the run);
-    a bucket is checked by the push itself."""
-    import tempfile
+    """A local registry root must accept new files (a blessed model is pushed at the end of the run);
+    checked without creating anything. A bucket is checked by the push itself."""
+    import os
     from pathlib import Path
 
     from mlpipe.errors import EnvironmentSetupError
 
     if "://" in location:
         return
-    try:
-        target = Path(location).expanduser() / model
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target, prefix=".preflight-"):
-            pass
-    except OSError as e:
+    target = Path(location).expanduser().absolute() / model
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no write permission on {existing}"
+    if problem:
         raise EnvironmentSetupError(
-            f"the model registry at {location} is not writable ({e.strerror or e}); "
-            "fix its permissions or choose another with --registry-root"
-        ) from None
+            f"the model registry at {location} is not writable ({problem}); "
+            "fix it or choose another with --registry-root"
+        )
 
 
 def new_run_id() -> str:

@@ -116,6 +116,11 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
             elif a.type == "PushedModel" and a.prop(ALREADY_VERSION_PROPERTY):
                 already_version = str(a.prop(ALREADY_VERSION_PROPERTY))
                 already_default = bool(a.prop(ALREADY_DEFAULT_PROPERTY))
+        if _is_resolver(e) and baseline_id is None:
+            # The baseline resolver's pick (MLMD links it as "internal"); the Evaluator's input event
+            # cannot tell it apart when the baseline is the candidate itself.
+            baseline_id = next((link.artifact_id for link in graph.links_of_execution(e.id)
+                                if link.direction != "input" and link.key == "model"), None)
         if e.component == "Evaluator":
             baseline = next((link.artifact_id for link in graph.links_of_execution(e.id)
                              if link.direction == "input" and link.key == "baseline_model"), None)
@@ -145,8 +150,13 @@ def run_record(graph: MetadataGraph, run_id: str) -> RunRecord:
         baseline_model_id=baseline_id,
         eval_splits=eval_splits,
         eval_rows=int(rows) if rows is not None else None,
-        reran=tuple(e.component for e in executions if e.state != "cached"),
+        reran=tuple(e.component for e in executions if e.state != "cached" and not _is_resolver(e)),
     )
+
+
+def _is_resolver(e: Execution) -> bool:
+    """Resolver and importer nodes run on every run (they are never "cached"); they compute nothing."""
+    return e.type.endswith((".Resolver", ".Importer"))
 
 
 def not_blessed_reason(failures: list[payloads.ValidationFailure], metrics: dict[str, dict[str, float]]) -> str:
