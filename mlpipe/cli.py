@@ -289,9 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `mlpipe bq status | head`: the reader left, not an error
         sys.stderr.close()
         return 0
-    except OSError as e:  # disk full, read-only or missing directories, a file where a dir should be
+    except OSError as e:  # disk full, read-only or missing directories, a service gone mid-request
         where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        text = e.strerror or f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        print(f"error: {text}{where}", file=sys.stderr)
         return 1
     except RecursionError:
         print("error: input nested too deeply", file=sys.stderr)

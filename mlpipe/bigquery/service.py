@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+PORT_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,17 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _port_free_soon(host: str, port: int, wait: float = PORT_WAIT_S) -> bool:
+    """The port is free, or becomes free within `wait` seconds (the sockets of an emulator stopped a
+    moment ago can hold it briefly)."""
+    deadline = time.monotonic() + wait
+    while not _port_free(host, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def is_healthy(settings: Settings, timeout: float = 2.0) -> bool:
     """True when the REST API answers a dataset listing for the project."""
     url = f"{settings.bq_endpoint}/bigquery/v2/projects/{settings.project}/datasets"
@@ -173,7 +185,7 @@ def start(settings: Settings) -> ServiceStatus:
     if not python.exists():
         raise EnvironmentSetupError(f"the emulator's Python is missing at {python}; run `make setup`")
     for port in (settings.bq_port, settings.bq_grpc_port):
-        if not _port_free(settings.bq_host, port):
+        if not _port_free_soon(settings.bq_host, port):
             raise ServiceStateError(
                 f"port {port} on {settings.bq_host} is already in use; stop what holds it or choose "
                 "another port with MLPIPE_BQ_PORT / MLPIPE_BQ_GRPC_PORT"
