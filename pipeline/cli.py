@@ -164,10 +164,21 @@ def _compile_vertex(args: argparse.Namespace, settings: Settings) -> int:
     if args.submit:
         from pipeline.vertex import console_url, submit
 
-        name = submit(cfg.cloud, compiled.path, cfg.pipeline_name, cfg.enable_cache)
+        name = submit(cfg.cloud, compiled.path, cfg.pipeline_name, cfg.enable_cache,
+                      parameter_values=lambda: data_fingerprint_parameter(cfg))
         print(f"submitted {name}")
         print(f"  {console_url(name)}")
     return 0
+
+
+def data_fingerprint_parameter(cfg: PipelineConfig) -> dict[str, str]:
+    """The compiled pipeline's `source_fingerprint` run-time parameter: the content fingerprint of
+    the rows each split reads, from real BigQuery (pipeline/components/cloud_example_gen.py)."""
+    from pipeline.components.cloud_example_gen import SOURCE_FINGERPRINT
+    from pipeline.local_run import source_fingerprint
+
+    cloud_cfg = dataclasses.replace(cfg, settings=cfg.settings.replace(bq_target="cloud"))
+    return {SOURCE_FINGERPRINT: source_fingerprint(cloud_cfg)}
 
 
 # ---- registration (called by mlpipe/cli.py) ---------------------------------------------------------

@@ -18,6 +18,7 @@ from pipeline import queries
 from pipeline.cloud_config import ENDPOINT_MACHINE_TYPE, CloudConfig
 from pipeline.code_fingerprint import code_fingerprint, function_module
 from pipeline.components import (
+    cloud_example_gen,
     local_bigquery_example_gen,
     registry_baseline,
     registry_pusher,
@@ -167,9 +168,11 @@ def _example_gen(cfg: PipelineConfig):
             source_fingerprint=cfg.source_fingerprint,
             code_fingerprint=code_fingerprint(local_bigquery_example_gen.__name__),
         )
-    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
-        input_config=example_gen_input_config(cfg), output_config=output_config
-    )
+    # The stock executor; its data fingerprint is a run-time parameter set at submit time.
+    return cloud_example_gen.CloudBigQueryExampleGen(
+        input_config=example_gen_input_config(cfg), output_config=output_config,
+        source_fingerprint=cloud_example_gen.fingerprint_parameter(),
+    ).with_id("BigQueryExampleGen")
 
 
 def _baseline_resolver(cfg: PipelineConfig) -> tfx.dsl.Resolver:

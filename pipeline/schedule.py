@@ -22,6 +22,7 @@ from mlpipe.errors import UsageError
 log = logging.getLogger(__name__)
 
 ACTIONS = ("apply", "pause", "resume")
+EXAMPLE_GEN_TASK = "BigQueryExampleGen"
 
 
 def schedule_display_name(pipeline_name: str) -> str:
@@ -40,8 +41,10 @@ def build_schedule(cloud, job: dict[str, Any], pipeline_name: str, cron: str, ti
         raise UsageError("--max-concurrent-runs must be at least 1")
     spec = json.loads(json.dumps(job["pipelineSpec"]))
     # What aiplatform.PipelineJob(enable_caching=...) does: the choice on every task.
-    for task in spec["root"]["dag"]["tasks"].values():
-        task["cachingOptions"] = {"enableCache": enable_cache}
+    for task_id, task in spec["root"]["dag"]["tasks"].items():
+        # A schedule's parameters are fixed when it is created, so no data fingerprint can key the
+        # ExampleGen's cache: every scheduled run reads the tables afresh.
+        task["cachingOptions"] = {"enableCache": enable_cache and task_id != EXAMPLE_GEN_TASK}
     pipeline_spec = struct_pb2.Struct()
     json_format.ParseDict(spec, pipeline_spec)
     runtime = job.get("runtimeConfig", {})

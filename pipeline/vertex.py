@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,11 @@ def compile_vertex(cfg: PipelineConfig, output: Path) -> CompiledPipeline:
     return CompiledPipeline(output, output.stat().st_size, tasks, root)
 
 
-def submit(cloud: CloudConfig, template: Path, pipeline_name: str, enable_cache: bool) -> str:
-    """Start a PipelineJob from `template` without waiting for it; returns its resource name."""
+def submit(cloud: CloudConfig, template: Path, pipeline_name: str, enable_cache: bool,
+           parameter_values: Callable[[], dict[str, str]] | None = None) -> str:
+    """Start a PipelineJob from `template` without waiting for it; returns its resource name.
+    `parameter_values` is called once credentials are found (it may query BigQuery: the data
+    fingerprint)."""
     import google.auth
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
@@ -68,24 +72,31 @@ def submit(cloud: CloudConfig, template: Path, pipeline_name: str, enable_cache:
             f"no Google Cloud credentials found; run `gcloud auth application-default login` or set "
             f"GOOGLE_APPLICATION_CREDENTIALS, then submit again (the pipeline is compiled at {template})"
         ) from None
-
-    from google.cloud import aiplatform
-
     try:
-        job = aiplatform.PipelineJob(
-            display_name=pipeline_name,
-            template_path=str(template),
-            pipeline_root=cloud.pipeline_root(pipeline_name),
-            project=cloud.project,
-            location=cloud.region,
-            credentials=credentials,
-            enable_caching=enable_cache,
-        )
+        values = parameter_values() if parameter_values else {}
+        job = pipeline_job(cloud, template, pipeline_name, enable_cache, credentials, values)
         job.submit(service_account=cloud.service_account or None)
     except (auth_exc.GoogleAuthError, gexc.GoogleAPIError) as e:
         raise CloudError(f"Vertex AI refused the pipeline job: {_first_line(e)}") from None
     log.info("submitted %s", job.resource_name)
     return job.resource_name
+
+
+def pipeline_job(cloud: CloudConfig, template: Path, pipeline_name: str, enable_cache: bool, credentials,
+                 parameter_values: dict[str, str]):
+    """The `aiplatform.PipelineJob` that `submit` starts (built offline: nothing is sent here)."""
+    from google.cloud import aiplatform
+
+    return aiplatform.PipelineJob(
+        display_name=pipeline_name,
+        template_path=str(template),
+        pipeline_root=cloud.pipeline_root(pipeline_name),
+        project=cloud.project,
+        location=cloud.region,
+        credentials=credentials,
+        enable_caching=enable_cache,
+        parameter_values=parameter_values,
+    )
 
 
 def console_url(resource_name: str) -> str:

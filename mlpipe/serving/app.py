@@ -175,6 +175,15 @@ class ServingApp:
             raise NotFoundError(f"model {model!r} not found")
         return reg
 
+    @staticmethod
+    def _writable(reg: Registry) -> Registry:
+        """A bucket registry (gs://) is changed by the pipeline and `mlpipe models`, never through a
+        served function (its service account only reads the bucket)."""
+        if "://" in reg.location:
+            raise UsageError(f"the registry at {reg.location} is read-only here; change it with "
+                             f"`mlpipe models ... --registry-root {reg.location}`")
+        return reg
+
     def _tf_version(self, reg: Registry, number: str | None, alias: str | None) -> VersionInfo:
         if number is not None:
             if not (number.isascii() and number.isdigit()) or number.startswith("0"):
@@ -217,13 +226,13 @@ class ServingApp:
         return Answer(200, resources.version_resource(project, info))
 
     def _delete_version(self, call: Call, project: str, model: str, version: str) -> Answer:
-        reg = self._registry(model, project)
+        reg = self._writable(self._registry(model, project))
         info = reg.get(version)
         reg.delete(version)
         return Answer(200, resources.delete_operation(project, info))
 
     def _set_default(self, call: Call, project: str, model: str, version: str) -> Answer:
-        info = self._registry(model, project).set_default(version)
+        info = self._writable(self._registry(model, project)).set_default(version)
         return Answer(200, resources.version_resource(project, info))
 
     def _predict(self, call: Call, project: str, model: str, version: str | None = None) -> Answer:

@@ -83,7 +83,8 @@ class Executor(stock.Executor):
                     extra["feedback_test_accuracy"] = by_source.get(str(contract.SOURCE_FEEDBACK), {})
                 _attach_test_results(staged, evaluation.uri)
             metadata = PushMetadata(
-                pipeline_run_id=self._context.pipeline_run_id if self._context else "",
+                # None in a Vertex AI container (kubeflow_v2_run_executor's Context has no run id).
+                pipeline_run_id=(self._context.pipeline_run_id if self._context else "") or "",
                 model_artifact_id=model.id,
                 blessing_artifact_id=blessing.id,
                 test_accuracy=accuracy.get("candidate"),

@@ -107,3 +107,25 @@ def test_evaluator_drops_an_empty_baseline(tmp_path, monkeypatch):
     assert seen["baseline_model"] == []
     executor.Do({"baseline_model": [full], "model": []}, {}, {})
     assert seen["baseline_model"] == [full]
+
+
+def test_models_on_a_url_filesystem_are_told_apart(registry_root, fake_models, tmp_path):
+    """In the cloud the Trainer's model is on gs://: two different models must become two versions
+    (the digest that detects an already-registered model must read the model, wherever it is)."""
+    for i, saved_model in enumerate(fake_models[:2]):
+        uri = f"ram://trainer-{uuid.uuid4().hex}/model"
+        for path in saved_model.rglob("*"):
+            if path.is_file():
+                target = f"{path_utils.serving_model_dir(uri)}/{path.relative_to(saved_model).as_posix()}"
+                tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+                tf.io.gfile.copy(str(path), target, overwrite=True)
+        model = _artifact(standard_artifacts.Model, uri, 100 + i)
+        blessing = _artifact(standard_artifacts.ModelBlessing, str(tmp_path / f"b{i}"), 200 + i)
+        blessing.set_int_custom_property("blessed", 1)
+        pushed = _artifact(standard_artifacts.PushedModel, str(tmp_path / f"p{i}"), 300 + i)
+        registry_pusher.Executor().Do(
+            {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+            {"custom_config": json.dumps({"registry_root": registry_root, "model": "mnist",
+                                          "extra": {"pipeline_name": PIPELINE}})})
+        assert pushed.get_int_custom_property("pushed") == 1
+    assert [v.name for v in open_registry(registry_root, "mnist").list_versions()] == ["v1", "v2"]

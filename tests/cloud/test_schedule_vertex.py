@@ -46,6 +46,15 @@ def test_schedule_message_runs_the_compiled_job_in_this_project():
     assert all(tasks[t]["cachingOptions"]["enableCache"] is False for t in ("Trainer", "Pusher"))
 
 
+def test_scheduled_runs_always_read_the_tables_afresh():
+    job = {**JOB, "pipelineSpec": {**JOB["pipelineSpec"], "root": {"dag": {"tasks": {
+        "BigQueryExampleGen": {}, "Trainer": {}}}}}}
+    schedule = build_schedule(_cloud(), job, "mnist-automl", "0 3 * * 1", "UTC", enable_cache=True)
+    tasks = schedule.create_pipeline_job_request.pipeline_job.pipeline_spec["root"]["dag"]["tasks"]
+    assert tasks["BigQueryExampleGen"]["cachingOptions"]["enableCache"] is False
+    assert tasks["Trainer"]["cachingOptions"]["enableCache"] is True
+
+
 @pytest.mark.parametrize("cron", ["every monday", "0 3 * *"])
 def test_a_malformed_cron_is_refused(cron):
     with pytest.raises(UsageError, match="--cron needs the 5 fields"):

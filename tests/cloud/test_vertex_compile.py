@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2.container.kubeflow_v2_entrypoint_utils import _get_hashed_id
 
 from mlpipe.config import REPO_ROOT, load_settings
+from mlpipe.registry import open_registry
 from pipeline.cloud_config import IMAGE_SCHEMA_FILE, CloudConfig
 from pipeline.queries import split_queries
 from tests.cloud import offline_compile as oc
+from tests.cloud.run_compiled_task import executor_input, run_task
 
 BIGQUERY_EXECUTOR = "tfx.extensions.google_cloud_big_query.example_gen.executor.Executor"
 REGISTRY_PUSHER = "pipeline.components.registry_pusher.Executor"
@@ -174,6 +179,29 @@ def test_baseline_is_the_bucket_registry_default_of_this_pipeline(compiled):
     assert inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == "baseline_resolver"
 
 
+def test_data_fingerprint_is_a_run_time_parameter_of_the_example_gen(compiled, tmp_path):
+    """A changed fingerprint (computed at submit time) changes ExampleGen's inputs, hence its cache key."""
+    job = compiled["default_job"]
+    spec = job["pipelineSpec"]
+    params = spec["root"]["dag"]["tasks"]["BigQueryExampleGen"]["inputs"]["parameters"]
+    assert params["source_fingerprint"] == {"componentInputParameter": "source_fingerprint"}
+    assert "source_fingerprint" in spec["root"]["inputDefinitions"]["parameters"]
+    # The job submit() would start accepts the value (built offline, nothing sent).
+    from google.auth.credentials import AnonymousCredentials
+
+    from pipeline.vertex import pipeline_job
+
+    template = tmp_path / "job.json"
+    template.write_text(json.dumps(job))
+    built = pipeline_job(_cloud(), template, "mnist-automl", True, AnonymousCredentials(),
+                         {"source_fingerprint": "train=p.mnist.train:rows=50000;xor=1;sum=2"})
+    config = built._gca_resource.runtime_config
+    # TFX compiles pipeline-spec schema 2.0.0, whose parameters travel as `parameters` (typed Values).
+    value = (config.parameter_values["source_fingerprint"] if "source_fingerprint" in config.parameter_values
+             else config.parameters["source_fingerprint"].string_value)
+    assert value == "train=p.mnist.train:rows=50000;xor=1;sum=2"
+
+
 def test_registry_push_target_has_no_endpoint(compiled):
     tasks = compiled["custom_job"]["pipelineSpec"]["root"]["dag"]["tasks"]
     assert "VertexPusher" not in tasks
@@ -229,3 +257,44 @@ def test_submit_without_credentials_fails_in_one_line(compiled):
     assert [line for line in lines if line.startswith("error:")] == lines[-1:]
     assert lines[-1].startswith("error: no Google Cloud credentials found")
     assert "compiled 10 tasks" in submit["stdout"]
+
+
+@pytest.mark.e2e
+def test_compiled_registry_tasks_run_through_the_container_entry_point(compiled, tmp_path, fake_models):
+    """The compiled baseline and Pusher tasks, run by `kubeflow_v2_run_executor` with the ExecutorInput
+    Vertex would pass (tests/cloud/run_compiled_task.py), in DAG order, with a local stand-in of the
+    bucket registry: no baseline on the first run; the blessed model becomes v1 with its lineage ids;
+    the next run's baseline is v1. (The Trainer's output is a contract SavedModel here.)"""
+    job = compiled["default_job"]
+    registry_root = (tmp_path / "bucket" / "registry").as_uri()
+    overrides = {"registry_root": registry_root}
+    first = run_task(job, "baseline_resolver",
+                     executor_input(job, "baseline_resolver", {}, tmp_path / "run1", overrides))
+    assert first["artifacts"]["model"]["artifacts"][0]["metadata"]["registry_version"] == ""
+
+    model_uri = tmp_path / "run1" / "Trainer" / "model"
+    shutil.copytree(fake_models[0], model_uri / "Format-Serving")
+    blessing_uri = tmp_path / "run1" / "Evaluator" / "blessing"
+    blessing_uri.mkdir(parents=True)
+    (blessing_uri / "BLESSED").touch()
+    store = "projects/offline/locations/local/metadataStores/default/artifacts"
+    config = json.loads(_param(job, "Pusher", "custom_config"))
+    inputs = {"model": [{"name": f"{store}/trainer-model", "uri": str(model_uri)}],
+              "model_blessing": [{"name": f"{store}/evaluator-blessing", "uri": str(blessing_uri),
+                                  "custom_properties": {"blessed": 1}}]}
+    pushed = run_task(job, "Pusher", executor_input(job, "Pusher", inputs, tmp_path / "run1", {
+        "custom_config": json.dumps({**config, "registry_root": registry_root})}))
+    meta = pushed["artifacts"]["pushed_model"]["artifacts"][0]["metadata"]
+    assert (meta["pushed"], meta["pushed_version"]) == (1, "v1")
+    version = open_registry(registry_root, "mnist").resolve()
+    assert version.name == "v1"
+    # Vertex's artifact resource name → TFX's int64 id, as recorded in the registry's lineage.
+    assert version.metadata.model_artifact_id == _get_hashed_id(f"{store}/trainer-model", {})
+    assert version.metadata.extra["pipeline_name"] == "mnist-automl"
+
+    second = run_task(job, "baseline_resolver",
+                      executor_input(job, "baseline_resolver", {}, tmp_path / "run2", overrides))
+    baseline = second["artifacts"]["model"]["artifacts"][0]
+    assert baseline["metadata"]["registry_version"] == "v1"
+    assert (Path(baseline["uri"]) / "Format-Serving" / "saved_model.pb").read_bytes() == (
+        fake_models[0] / "saved_model.pb").read_bytes()
