@@ -42,6 +42,28 @@ def test_drift_transforms_are_deterministic_and_move_the_features():
     assert abs(moved["rotate"]["ink_mass"] - base["ink_mass"]) < 0.05 * base["ink_mass"]
 
 
+def test_compare_flags_thick_strokes_and_not_a_clean_sample():
+    from mlpipe.data.mnist_source import load_mnist
+    from mlpipe.monitor import report as rep
+
+    data = load_mnist()
+    train, test = data["train"].images[:1500], data["test"].images[:800]
+    classes = {"train": data["train"].labels[:1500], "test": data["test"].labels[:800]}
+
+    def table(images, labels):
+        return rep.feature_table(images, labels, np.full(len(labels), 0.99))
+
+    reference = table(train, classes["train"])
+    clean = rep.compare(table(test[:400], classes["test"][:400]), reference, rep.MonitorConfig())
+    assert not any(r["drift"] for r in clean), clean
+    thick = rep.compare(table(drifted(test[400:], "thick"), classes["test"][400:]), reference, rep.MonitorConfig())
+    flagged = {r["feature"] for r in thick if r["drift"]}
+    assert {"ink_mass", "stroke_width"} <= flagged and "predicted_class" not in flagged
+    stricter = rep.compare(table(test[:400], classes["test"][:400]), reference,
+                           rep.MonitorConfig(thresholds={"bbox_height": 0.001}))
+    assert [r["feature"] for r in stricter if r["drift"]] == ["bbox_height"]  # thresholds are per feature
+
+
 def _training_store(settings, examples_dir) -> int:
     """An ML Metadata store shaped as TFX writes one (pipeline, pipeline_run and node contexts) with
     ExampleGen → Examples → (StatisticsGen, Trainer → Model); the Model's id."""
@@ -150,8 +172,11 @@ def test_monitor_flags_a_drifted_window_and_not_a_clean_one(monitored, tmp_path)
     assert out.returncode == 0, out.stderr
     _logged(settings, 400, t1)
 
+    # The contract model has random weights: which class it picks is noise, so its class distribution
+    # differs between any two image samples (JS ~0.12 for these two); a real model's does not.
+    random_model = ("--threshold", "predicted_class=0.3")
     clean = _mlpipe("monitor", "--since", t0.isoformat(), "--until", t1.isoformat(), "--json",
-                    "--reference-size", "1500", settings=settings)
+                    "--reference-size", "1500", *random_model, settings=settings)
     assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
     report = json.loads(clean.stdout)
     assert report["drift"] is False and report["window"]["instances"] == 400
@@ -159,7 +184,7 @@ def test_monitor_flags_a_drifted_window_and_not_a_clean_one(monitored, tmp_path)
 
     plot = tmp_path / "drift.png"
     drift = _mlpipe("monitor", "--since", t1.isoformat(), "--plot", str(plot), "--reference-size", "1500",
-                    settings=settings)
+                    *random_model, settings=settings)
     assert drift.returncode == 3, drift.stdout[-3000:] + drift.stderr[-3000:]
     assert "DRIFT" in drift.stdout and "stroke_width" in drift.stdout
     assert plot.stat().st_size > 10_000
