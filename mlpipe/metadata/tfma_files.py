@@ -89,9 +89,10 @@ def _message_classes() -> dict[str, type]:
     proto_dir = _tfma_proto_dir()
     for name in _PROTO_FILES:
         pool.AddSerializedFile(_serialized_descriptor(proto_dir / name))
-    factory = message_factory.MessageFactory(pool)
+    # protobuf ≥ 4.21 has GetMessageClass; 3.20 (this stack) only the factory's GetPrototype.
+    get_class = getattr(message_factory, "GetMessageClass", None) or message_factory.MessageFactory(pool).GetPrototype
     names = ("MetricsForSlice", "PlotsForSlice", "ValidationResult")
-    return {n: factory.GetPrototype(pool.FindMessageTypeByName(f"tensorflow_model_analysis.{n}")) for n in names}
+    return {n: get_class(pool.FindMessageTypeByName(f"tensorflow_model_analysis.{n}")) for n in names}
 
 
 def message_class(name: str) -> type:

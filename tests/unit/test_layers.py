@@ -157,3 +157,27 @@ def test_the_pipeline_configuration_imports_without_tensorflow():
     assert _tensorflow_loaded_after(code) is False
     # …and the probe can tell: the model code does load it.
     assert _tensorflow_loaded_after("import models.preprocessing") is True
+
+
+HEAVY = ("tensorflow", "tensorflow_model_analysis", "tfx", "apache_beam", "tensorflow_transform",
+         "tensorflow_data_validation", "tfx_bsl", "adanet")
+
+
+def _external_imports(path: Path) -> set[str]:
+    """Top-level names of the non-project packages `path` imports, at module level or in functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found - set(PACKAGES)
+
+
+def test_the_report_readers_never_import_tensorflow():
+    """`mlpipe runs` and `mlpipe lineage` read MLMD and artifact files through mlpipe.metadata and
+    mlpipe.lineage: nothing there may load TensorFlow, TFMA, TFX or Beam, not even lazily (they made
+    the commands take 15 s; tests/unit/test_tfma_files.py runs the commands on a store)."""
+    offending = {name: sorted(_external_imports(path) & set(HEAVY)) for name, path in project_modules().items()
+                 if name.startswith(("mlpipe.metadata", "mlpipe.lineage"))}
+    assert {m: i for m, i in offending.items() if i} == {}
