@@ -237,7 +237,7 @@ def create_app(settings: Settings, metadata_path: Path | None = None) -> flask.F
             "search": svg.search_plot(report.get("iterations") or [], f"{info.name}: AdaNet search")
             if report.get("iterations") else None,
         }
-        signature = (info.signatures or {}).get("serving_default", {})
+        signature = _signature_rows(info.signatures or {})
         return page("version.html", nav="models", v=info, report=report, plots=plots, signature=signature,
                     png_plots=src.plots(info), aliases=sorted(src.registry.aliases().items()),
                     done=_done_message(), others=[x.name for x in src.versions()])
@@ -453,6 +453,22 @@ def _done_message() -> str:
         return ""
     return DONE[done].format(version=args.get("version") or flask.request.view_args.get("version", ""),
                              alias=args.get("alias", ""))
+
+
+def _signature_rows(signatures: dict) -> list[tuple[str, str, str, str, str]]:
+    """(signature, input/output, tensor name, dtype, shape like [-1, 784]) of the public signatures."""
+    rows = []
+    for sig, spec in sorted(signatures.items()):
+        if sig.startswith("__") or not isinstance(spec, dict):
+            continue
+        for kind in ("inputs", "outputs"):
+            for name, tensor in sorted((spec.get(kind) or {}).items()):
+                tensor = tensor if isinstance(tensor, dict) else {}
+                shape = tensor.get("tensor_shape") or {}
+                dims = "?" if shape.get("unknown_rank") else \
+                    "[" + ", ".join(str(d.get("size", "?")) for d in shape.get("dim", [])) + "]"
+                rows.append((sig, kind[:-1], name, str(tensor.get("dtype", "")), dims))
+    return rows
 
 
 def _pct(x: float | None, digits: int = 2) -> str:

@@ -60,7 +60,7 @@ def build_sample_state(settings: Settings, runs: int = 3, versions: int = 2, see
                        saved_model: Path | None = None, failed_every: int = 7) -> SampleState:
     """Write `runs` runs into `settings.metadata_path` and push `versions` versions (of the contract
     model `saved_model`, built when not given) whose metadata names the first runs' Model artifacts.
-    Every `failed_every`-th run fails at ExampleValidator (anomalies) and pushes nothing."""
+    Every `failed_every`-th run fails at ExampleValidator (no outputs after it) and pushes nothing."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 

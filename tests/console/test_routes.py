@@ -39,6 +39,7 @@ def test_every_page_answers_200_with_its_content(client, sample):
     assert "failed at ExampleValidator" in _html(client.get(f"/runs/{sample.run_ids[6]}"))
     version = _html(client.get("/models/v2"))
     assert "Confusion matrix" in version and "<svg" in version and "class_ids" in version
+    assert "<td>image</td><td>DT_FLOAT</td><td>[-1, 784]</td>" in version
     assert client.get("/lineage").headers["Location"].endswith("/lineage/v3")
     lineage = _html(client.get("/lineage/v1"))
     for node in ("BigQueryExampleGen", "Trainer", "Pusher", "/data/tables/local-project.mnist.train"):
