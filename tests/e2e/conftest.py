@@ -34,6 +34,10 @@ def quick_config(settings, **overrides) -> PipelineConfig:
     return PipelineConfig.for_profile(settings, "quick", **overrides)
 
 
+# One step of one iteration: far below any trained model. With the floor at 0 the floor cannot be
+# the reason a run is (not) blessed, which isolates the "no regression vs the baseline" gate.
+WEAK_FLAGS = ("--steps-per-iteration", "1", "--iterations", "1", "--accuracy-floor", "0")
+
 LINEAGE_MODEL = "digits"  # not the default model name: the runs must honour --model and --registry-root
 
 
@@ -54,9 +58,11 @@ class TwoRuns:
 @pytest.fixture(scope="session")
 def two_runs(bq_settings, tmp_path_factory) -> TwoRuns:
     """Two quick-profile runs through the `mlpipe run` command, in their own dataset and state dir,
-    pushing to model `digits` in a registry outside the state dir: the first pushes v1; the second,
-    trained with fewer steps per iteration and a regression tolerance of 1.0, is evaluated against v1
-    as its baseline, blessed and pushed as v2."""
+    pushing to model `digits` in a registry outside the state dir. The first trains one step of one
+    iteration with the accuracy floor at 0, so it is blessed and pushed as a deliberately weak v1 (and
+    the gate is tested from the other side: a model reliably ABOVE its baseline). The second trains
+    120 steps per iteration with the default regression tolerance 0, is evaluated against v1 as its
+    baseline, blessed and pushed as v2."""
     from mlpipe.bigquery.load import load_mnist_tables
     from mlpipe.cli import main
     from mlpipe.metadata.graph import MetadataGraph
@@ -69,9 +75,9 @@ def two_runs(bq_settings, tmp_path_factory) -> TwoRuns:
     run = ["run", "--profile", "quick", "--state-dir", str(settings.state_dir), "--dataset", settings.dataset,
            "--bq-port", str(settings.bq_port), "--bq-grpc-port", str(settings.bq_grpc_port),
            "--model", LINEAGE_MODEL, "--registry-root", str(registry_root)]
-    assert main(run) == 0
-    assert main([*run, "--steps-per-iteration", "120", "--regression-tolerance", "1"]) == 0
-    base = quick_config(settings, regression_tolerance=1.0)
+    assert main([*run, *WEAK_FLAGS]) == 0
+    assert main([*run, "--steps-per-iteration", "120"]) == 0
+    base = quick_config(settings)
     search = base.training.search.replace(max_iteration_steps=120)
     second_cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, search=search))
     first, second = list_runs(MetadataGraph.open(settings.metadata_path, settings.pipeline_name))

@@ -1,8 +1,9 @@
 """The real pipeline (LocalDagRunner, MLMD SQLite, Beam DirectRunner) on a slice of real MNIST.
 
 Tests run in order and build on each other, as a user's successive runs would: a first run blesses
-and pushes; a deliberately weak second run is compared with it and rejected; corrupt data stops at
-ExampleValidator; nothing is pushed by either.
+and pushes; a deliberately weak second run passes a lowered floor but is below the first and is
+rejected by the regression gate alone; corrupt data stops at ExampleValidator; nothing is pushed by
+either.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mlpipe import contract
 from mlpipe.bigquery.load import ARROW_SCHEMA, load_table
 from mlpipe.bigquery.read import read_table_numpy
 from mlpipe.errors import ServiceUnavailable
-from mlpipe.metadata.graph import node_id, open_store
+from mlpipe.metadata.graph import MetadataGraph, node_id, open_store
 from pipeline.local_run import PipelineFailed, run_local
 from tests.e2e.conftest import quick_config
 
@@ -62,6 +63,16 @@ def test_first_run_executes_every_component_and_pushes(pipeline_state):
             assert node_id(store, execution) in ALL_NODES
     assert summary.accuracy is not None and summary.accuracy >= cfg.accuracy_floor
     assert summary.baseline_accuracy is None  # first run: the floor alone decides
+    # The test split never reaches the Trainer: it reads Transform's output, which has train and eval
+    # only, and trains/selects on those; the test split goes to the Evaluator alone.
+    trainer = next(c for c in summary.components if c.component == "Trainer")
+    (examples,) = [link.artifact_id for link in trainer.inputs if link.key == "examples"]
+    (artifact,) = store.get_artifacts_by_id([examples])
+    assert json.loads(artifact.properties["split_names"].string_value) == ["train", "eval"]
+    assert sorted(p.name for p in Path(artifact.uri).iterdir()) == ["Split-eval", "Split-train"]
+    (execution,) = store.get_executions_by_id([trainer.execution_id])
+    assert json.loads(execution.custom_properties["train_args"].string_value)["splits"] == ["train"]
+    assert json.loads(execution.custom_properties["eval_args"].string_value)["splits"] == ["eval"]
     assert summary.blessed is True
     pushed = pushed_models(cfg)
     assert len(pushed) == 1 and summary.pushed_destination == pushed[0]
@@ -91,18 +102,26 @@ def test_pushed_model_on_raw_pixels_reproduces_evaluator_accuracy(pipeline_state
     assert np.array_equal(again["class_ids"].numpy().reshape(-1), predicted[:5])
 
 
-def test_weaker_model_is_compared_with_baseline_and_not_pushed(pipeline_state):
+def test_model_above_floor_but_below_baseline_is_not_blessed_not_pushed(pipeline_state):
+    """The regression gate alone: the floor is lowered to 0 so only the baseline can refuse the model."""
+    from mlpipe.registry import registry_for
+
     first = RESULTS["first"]
     base = quick_config(pipeline_state)
-    weak = with_search(base, max_iteration_steps=1, max_iterations=1)
+    weak = dataclasses.replace(with_search(base, max_iteration_steps=1, max_iterations=1), accuracy_floor=0.0)
+    assert weak.regression_tolerance == 0.0
     summary = run_local(weak)
     states = {c.component: c.state for c in summary.components}
     assert states["LocalBigQueryExampleGen"] == "cached" and states["Transform"] == "cached"
     assert states["Trainer"] == "complete" and states["Evaluator"] == "complete"
+    assert summary.accuracy >= weak.accuracy_floor  # passes the floor ...
     assert summary.baseline_accuracy == pytest.approx(first.accuracy)
-    assert summary.accuracy < first.accuracy
+    assert summary.accuracy < first.accuracy  # ... but is below the baseline
     assert summary.blessed is False and summary.pushed_destination is None
+    assert "< baseline" in summary.outcome and "floor" not in summary.outcome, summary.outcome
     assert len(pushed_models(weak)) == 1
+    assert registry_for(weak.settings).resolve().name == "v1"  # the default did not move
+    RESULTS["weak"] = summary
 
 
 def test_corrupt_rows_stop_at_example_validator(pipeline_state):
@@ -126,6 +145,11 @@ def test_corrupt_rows_stop_at_example_validator(pipeline_state):
         run_local(cfg)
     message = str(failure.value)
     assert "\n" not in message and "anomal" in message
+    # MLMD: the run stopped at ExampleValidator; nothing after it (Transform, Trainer, ...) ran.
+    graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
+    states = {e.component: e.state for e in graph.run_executions(graph.run_ids()[-1])}
+    assert states["ExampleValidator"] == "failed", states
+    assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(states), states
     assert "image" in message and "label" in message
     assert len(pushed_models(cfg)) == 1  # still only the first run's model
 
@@ -180,6 +204,13 @@ def test_baseline_follows_the_registry_default_after_rollback(pipeline_state):
     registry.set_default("v1")  # roll back
     rerun = dataclasses.replace(with_search(cfg, seed=7), promote=False, regression_tolerance=1.0)
     summary = run_local(rerun)
+    # The Evaluator's baseline is v1's Model artifact (MLMD), not v2's: accuracies could tie.
+    second = RESULTS["second"]
+    assert first.model_artifact_id != second.model_artifact_id
+    assert registry.get("v1").metadata.model_artifact_id == first.model_artifact_id
+    evaluator = next(c for c in summary.components if c.component == "Evaluator")
+    baseline = [link.artifact_id for link in evaluator.inputs if link.key == "baseline_model"]
+    assert baseline == [first.model_artifact_id]
     assert summary.baseline_accuracy == pytest.approx(first.accuracy)
     assert registry.resolve().name == "v1"  # --no-promote keeps the rolled-back default
     assert [v.name for v in registry.list_versions()] == ["v1", "v2", "v3"]
