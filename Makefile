@@ -23,8 +23,8 @@ test-unit: setup  ## fast tests only
 lint: setup  ## ruff
 	@.venv/bin/ruff check .
 
-bench: setup  ## run every benchmark, one at a time, and rewrite BENCHMARKS.md (QUICK=1: smoke run → BENCHMARKS.quick.md)
-	@QUICK=$(QUICK) bash scripts/bench.sh
+bench: setup  ## run every benchmark, one at a time, and rewrite BENCHMARKS.md (QUICK=1: smoke run → BENCHMARKS.quick.md; ONLY="names")
+	@QUICK=$(QUICK) ONLY="$(ONLY)" bash scripts/bench.sh
 
 flywheel-demo: setup  ## the feedback loop end to end in its own state dir: drift → labels → retrain → canary → promote
 	@$(PY) scripts/flywheel_demo.py

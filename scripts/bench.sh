@@ -11,7 +11,14 @@ if [[ ${QUICK:-0} == 1 ]]; then quick=(--quick); fi
 work=$(mktemp -d -t bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-step() { echo "== $*  (load average $(cut -d' ' -f1-3 /proc/loadavg))"; "$@"; }
+# ONLY="data pipeline ..." runs just the named benchmarks (bench/bench_NAME.py); the others keep their
+# sections (serving and calibration measure the model of `pipeline`, so name it with them).
+wanted() { [[ -z ${ONLY:-} ]] || [[ " $ONLY " == *" $1 "* ]]; }
+step() {
+  local name; name=$(basename "$2" .py); name=${name#bench_}
+  wanted "$name" || { echo "== skip $name (ONLY=$ONLY)"; return 0; }
+  echo "== $*  (load average $(cut -d' ' -f1-3 /proc/loadavg))"; "$@"
+}
 
 step $PY bench/bench_data.py "${quick[@]}"
 # The pipeline run keeps its state dir: its registry's v1 is the real model the serving bench serves.
@@ -20,5 +27,15 @@ profile=full; [[ ${QUICK:-0} == 1 ]] && profile=quick
 step $PY bench/bench_serving.py "${quick[@]}" \
   --model-dir "$work/pipeline/registry/mnist/versions/v1/saved_model" \
   --model-label "the ${profile}-profile pipeline's model from bench_pipeline.py (registry v1, the AdaNet ensemble)"
+step $PY bench/bench_calibration.py "${quick[@]}" \
+  --model-dir "$work/pipeline/registry/mnist/versions/v1/saved_model"
+# Old code path beside the new one in the same run (CPU seconds beside wall time).
+step $PY bench/bench_speed_cli.py "${quick[@]}"
+step $PY bench/bench_speed_example_gen.py "${quick[@]}"
+step $PY bench/bench_speed_serving_parse.py "${quick[@]}"
+step $PY bench/bench_speed_trainer.py "${quick[@]}"
+step $PY bench/bench_console.py "${quick[@]}"
+step $PY bench/bench_soak.py "${quick[@]}"
+step $PY bench/bench_flywheel.py "${quick[@]}"
 step $PY bench/bench_make_run.py "${quick[@]}"
 step $PY bench/bench_automl.py "${quick[@]}"
