@@ -36,15 +36,20 @@ def running_server(settings: Settings, port: int | None = None):
 
     port = port or free_loopback_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        server_command("127.0.0.1", port), env=server_environ(settings),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # Its log goes to a file: a pipe nobody reads fills up (64 KB) and then blocks the server.
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.logs_dir / f"server-{port}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            server_command("127.0.0.1", port), env=server_environ(settings),
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                raise ServiceStateError(f"the prediction server exited: {proc.stderr.read()[-500:]}")
+                tail = log_path.read_text(errors="replace")[-500:]
+                raise ServiceStateError(f"the prediction server exited (log {log_path}): {tail}")
             try:
                 requests.get(f"{url}/v1/projects/{settings.project}/models", timeout=2)
                 break

@@ -50,6 +50,8 @@ REQUIREMENTS: dict[str, str] = {
     "google-cloud-bigquery-storage": "google-cloud-bigquery-storage",
     # The registry's lock on gs:// (mlpipe/registry/gfile_storage.py); serving only reads.
     "google-cloud-storage": "google-cloud-storage",
+    # The serving edge's fast JSON decoder (optional in instances.py).
+    "orjson": "orjson",
 }
 
 MAIN_PY = '''\

@@ -209,10 +209,8 @@ def evaluation_accuracy(evaluation_uri: str) -> dict[str, float]:
 
 def slice_accuracy(evaluation_uri: str, feature: str) -> dict[str, dict[str, float]]:
     """Accuracy of the candidate and the baseline on each slice of one feature: value → role → acc."""
-    import tensorflow_model_analysis as tfma
-
     found: dict[str, dict[str, float]] = {}
-    for metrics in tfma.load_metrics(evaluation_uri):
+    for metrics in tfma_files.load_metrics(evaluation_uri):
         keys = metrics.slice_key.single_slice_keys
         if len(keys) != 1 or keys[0].column != feature:
             continue

@@ -141,8 +141,11 @@ def test_a_half_published_version_is_invisible(url_root, fake_models):
     tf.io.gfile.copy(str(Path(fake_models[1]) / "saved_model.pb"),
                      f"{url_root}/mnist/versions/v2/saved_model/saved_model.pb")
     assert [v.name for v in remote.list_versions()] == ["v1"]
-    # The next push skips the number rather than overwriting the leftover.
-    assert remote.push(fake_models[1]).name == "v3"
+    # The next push removes the leftover (state.json never recorded it, so v2 never existed for a
+    # reader) and publishes its own complete v2.
+    v2 = remote.push(fake_models[1])
+    assert v2.name == "v2" and [v.name for v in remote.list_versions()] == ["v1", "v2"]
+    assert tf.io.gfile.exists(f"{url_root}/mnist/versions/v2/version.json")
 
 
 def test_the_lock_excludes_a_second_writer_and_expires(url_root):
