@@ -151,8 +151,9 @@ def create_app(settings: Settings, metadata_path: Path | None = None) -> flask.F
         summary = serving_summary(recent) if recent else []
         default = next((v for v in versions or [] if v.is_default), None)
         aliases = sorted(src.registry.aliases().items()) if versions else []
+        rollout = src.registry.rollout() if versions else None
         return page("overview.html", nav="overview", versions=versions, registry_error=registry_error,
-                    default=default, aliases=aliases, runs=(runs or [])[:8], runs_error=runs_error,
+                    default=default, aliases=aliases, rollout=rollout, runs=(runs or [])[:8], runs_error=runs_error,
                     tables=tables, tables_error=tables_error, serving=summary, serving_error=serving_error,
                     requests_last_hour=sum(s["requests"] for s in summary))
 
@@ -219,7 +220,10 @@ def create_app(settings: Settings, metadata_path: Path | None = None) -> flask.F
             per_class = (report.get("test") or {}).get("per_class_accuracy") or []
             rows.append((v, min(per_class) if per_class else None,
                          (report.get("final_ensemble") or {}).get("name")))
-        return page("models.html", nav="models", rows=rows, error=error, done=_done_message())
+        audit, _ = safe(src.registry.audit)
+        rollout, _ = safe(src.registry.rollout)
+        return page("models.html", nav="models", rows=rows, error=error, done=_done_message(),
+                    audit=list(reversed(audit or []))[:50], rollout=rollout)
 
     @app.get("/models/<version>")
     def version_page(version: str):

@@ -148,3 +148,16 @@ def test_try_predict_calls_the_serving_app(client):
     doc = r.get_json()
     assert doc["served_by"] == "mnist/v2"
     assert len(doc["predictions"][0]["probabilities"]) == 10
+
+
+def test_models_page_shows_the_rollout_and_the_audit_log(fresh_client):
+    reg = registry_for(fresh_client.application.extensions["mlpipe_console"].settings)
+    reg.set_challenger("v2", 0.25, reason="try the retrain")
+    page = _html(fresh_client.get("/models"))
+    assert 'data-testid="rollout"' in page and "canary, 25 % of the default" in page
+    assert "<td>challenger</td><td>v2</td>" in page and "try the retrain" in page
+    assert "challenger" in _html(fresh_client.get("/")) and "25 % of default traffic" in _html(fresh_client.get("/"))
+    reg.promote(actor="alice@host", reason="online accuracy +2 pt")
+    page = _html(fresh_client.get("/models"))
+    assert 'data-testid="rollout"' not in page
+    assert "<td>promote</td><td>v2</td>" in page and "alice@host" in page and "online accuracy +2 pt" in page
