@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--plot", type=Path, help="also draw accuracy before/after into this PNG")
     args = parser.parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so the demo's emulator and server are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="flywheel-demo-"))
     try:
         result = run(workdir)
