@@ -216,7 +216,7 @@ def _pushers(cfg: PipelineConfig, trainer, evaluator) -> list:
             "promote": cfg.promote,
             "challenger": None if cfg.challenger_share is None else
             {"share": cfg.challenger_share, "mode": cfg.challenger_mode},
-            "source_tables": sorted({t for q in split_queries for t in q.tables}),
+            "source_tables": list(dict.fromkeys(t for q in split_queries for t in q.tables)),
             "source_queries": {q.split: q.sql for q in split_queries},
             "extra": {"profile": cfg.profile, "pipeline_name": cfg.pipeline_name,
                       "orchestration": cfg.orchestration, "training": cfg.training.to_custom_config(),
