@@ -102,6 +102,8 @@ def _load_data(args: argparse.Namespace, settings: Settings) -> int:
     from mlpipe.bigquery.load import ensure_dataset, load_mnist_tables, table_counts, tables_intact
     from mlpipe.errors import UsageError
 
+    if args.limit is not None and args.limit <= 0:  # before anything is looked at or replaced
+        raise UsageError(f"--limit must be a positive number of rows, not {args.limit}")
     splits = tuple(args.splits)
     if args.if_needed:
         splits = tuple(tables_intact(settings, limit=args.limit, splits=splits))

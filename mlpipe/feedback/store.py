@@ -13,6 +13,7 @@ feedback again therefore leaves one row (and says so); BigQuery unreachable → 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import re
@@ -45,6 +46,8 @@ SCHEMA = (
     ("image", "INT64", "REPEATED"),  # 784 raw pixels 0..255, like DATASET.train
 )
 CALL_DEADLINE_S = 5.0
+# The whole write, however the client library retries inside it (seen: a minute on a refused port).
+HARD_DEADLINE_S = 15.0
 RETRY_AFTER_S = 5
 PREDICTION_ID = re.compile(r"[0-9a-f]{32}-[0-9]{1,6}")
 
@@ -110,6 +113,8 @@ class FeedbackStore:
         self._client = None
         self._table_ready = False
         self._lock = threading.Lock()
+        self._writer_lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def table_id(self) -> str:
@@ -197,11 +202,40 @@ class FeedbackStore:
             job.result(**_bounded())
             return int(job.num_dml_affected_rows or 0)
 
-        with self._lock:  # one writer per process: two identical concurrent sends cannot both insert
-            created = self._call(merge) > 0
+        created = self._merge_within_deadline(merge) > 0
         log.info("feedback %s %s (%s, label %d)", feedback.feedback_id, "recorded" if created else "duplicate",
                  feedback.source, feedback.label)
         return Recorded(feedback, created)
+
+    def _merge_within_deadline(self, merge) -> int:
+        """One writer per process (two identical concurrent sends cannot both insert), and an answer
+        within HARD_DEADLINE_S whatever the client library's retries do: a MERGE still running then is
+        left to finish in the background, holding the writer lock, and the caller gets a 503 — its
+        retry cannot duplicate the row, because it waits for that lock."""
+        if not self._lock.acquire(timeout=HARD_DEADLINE_S):
+            raise FeedbackUnavailable(f"an earlier feedback write to {self.table_id} has not finished; "
+                                      f"retry in {RETRY_AFTER_S}s")
+        try:
+            future = self._writer().submit(self._call, merge)
+        except BaseException:
+            self._lock.release()
+            raise
+        future.add_done_callback(lambda _: self._lock.release())
+        try:
+            return future.result(timeout=HARD_DEADLINE_S)
+        except concurrent.futures.TimeoutError:
+            log.warning("feedback write to %s still running after %.0fs; answered 503", self.table_id,
+                        HARD_DEADLINE_S)
+            raise FeedbackUnavailable(
+                f"BigQuery did not confirm the feedback within {HARD_DEADLINE_S:.0f}s; retry in "
+                f"{RETRY_AFTER_S}s (a retry never records it twice)"
+            ) from None
+
+    def _writer(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._writer_lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback")
+            return self._pool
 
     def _call(self, fn, missing_ok: bool = False):
         from google.api_core import exceptions as gexc

@@ -563,7 +563,10 @@ def _example_gen_step(graph: MetadataGraph, g: LineageGraph, raw: Artifact,
         return None
     g.produced(gen, raw, "examples")
     rows = statistics.num_examples if statistics else {}
-    table_rows = _fingerprint_rows(gen.prop("source_fingerprint"))
+    read_rows = _fingerprint_rows(gen.prop("source_fingerprint"))
+    # A split that reads a whole table (no WHERE, no feedback) read as many rows as the table held.
+    table_rows = {table: n for split, (table, n) in read_rows.items()
+                  if split != "feedback" and " WHERE " not in _pattern(gen, split)}
     project = str(gen.prop("bq_project") or gen.prop("project") or "")
     splits = []
     for split in (gen.json_prop("input_config") or {}).get("splits", []):
@@ -726,16 +729,21 @@ def _split_names(artifact: Artifact) -> list[str]:
     return [str(n) for n in names] if isinstance(names, list) else []
 
 
-def _fingerprint_rows(fingerprint: Any) -> dict[str, int]:
-    """Rows per table from the ExampleGen's `source_fingerprint` ("table@modified:rows;…"), which the
-    local runner records so that a reload invalidates the cache."""
-    rows: dict[str, int] = {}
-    for part in str(fingerprint or "").split(";"):
-        table, _, rest = part.partition("@")
-        _, _, count = rest.rpartition(":")
-        if table and count.isdigit():
-            rows[table] = int(count)
-    return rows
+_FINGERPRINT_PART = re.compile(r"(?:^|;)(?P<split>[A-Za-z_]+)=(?P<table>[A-Za-z0-9_.:-]+?):rows=(?P<rows>\d+)")
+
+
+def _pattern(gen: Execution, split: str) -> str:
+    for entry in (gen.json_prop("input_config") or {}).get("splits", []):
+        if entry.get("name") == split:
+            return entry.get("pattern", "")
+    return ""
+
+
+def _fingerprint_rows(fingerprint: Any) -> dict[str, tuple[str, int]]:
+    """Split → (table, rows read) from the ExampleGen's `source_fingerprint`
+    ("train=P.D.train:rows=N;xor=…;sum=…;eval=…"): the content fingerprint the local runner records
+    so that a reload invalidates the cache (mlpipe/bigquery/fingerprint.py)."""
+    return {m["split"]: (m["table"], int(m["rows"])) for m in _FINGERPRINT_PART.finditer(str(fingerprint or ""))}
 
 
 def _ref(artifact: Artifact | None) -> ArtifactRef | None:
