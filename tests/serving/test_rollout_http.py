@@ -34,7 +34,7 @@ def _without_ids(doc: dict) -> list[dict]:
 
 def _logged(settings, request_ids: list[str], expect: int) -> list[dict]:
     ids = ", ".join(f"'{r}'" for r in request_ids)
-    sql = (f"SELECT request_id, version, role FROM `{settings.table_id('predictions')}` "
+    sql = (f"SELECT request_id, version, role, prediction_id FROM `{settings.table_id('predictions')}` "
            f"WHERE request_id IN ({ids})")
 
     def rows():
@@ -94,7 +94,14 @@ def test_shadow_answers_come_from_the_default_only(rollout_server):
         assert status == 200 and headers["X-Model-Version"] == "mnist/v1" and "X-Rollout" not in headers
         # The default's answer (prediction ids are new for every request).
         assert _without_ids(doc) == _without_ids(expected)
-    rows = _logged(server.settings, rids, 2 * 3 * len(rids))
-    by_role = {(r["version"], r["role"]) for r in rows}
-    assert by_role == {("v1", "served"), ("v2", "shadow")}
-    assert sum(r["role"] == "shadow" for r in rows) == 3 * len(rids)
+    # Served rows for every request; shadow copies are best effort (skipped while the shadow runner
+    # is busy), so wait for all served rows and at least one request's shadow copy.
+    rows = _logged(server.settings, rids, 3 * len(rids) + 3)
+    served = [r for r in rows if r["role"] == "served"]
+    shadow = [r for r in rows if r["role"] == "shadow"]
+    assert len(served) == 3 * len(rids) and {r["version"] for r in served} == {"v1"}
+    assert shadow and {r["version"] for r in shadow} == {"v2"}
+    # A shadow row carries the prediction id of the default's answer to the same request, so a label
+    # for that answer also grades the challenger.
+    served_ids = {(r["request_id"], r["prediction_id"]) for r in served}
+    assert {(r["request_id"], r["prediction_id"]) for r in shadow} <= served_ids
