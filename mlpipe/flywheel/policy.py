@@ -18,8 +18,6 @@ from typing import Any
 
 from mlpipe.errors import UsageError
 
-ACTIONS = ("retrain", "promote", "end-rollout", "wait")
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -64,7 +62,7 @@ class Signals:
 
 @dataclass(frozen=True)
 class Decision:
-    action: str
+    action: str  # retrain, promote, end-rollout or wait
     reasons: tuple[str, ...]
     version: str | None = None  # the version promoted or whose rollout ends
 
