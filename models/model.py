@@ -224,24 +224,31 @@ def set_serving_signatures(export_dir: str) -> None:
     the ones we want; copying their SignatureDefs under stable names (keeping only the three
     prediction outputs) is a metadata edit of saved_model.pb, the graph is untouched.
     """
+    with _edited_saved_model(export_dir) as model:
+        for meta_graph in model.meta_graphs:
+            sigs = meta_graph.signature_def
+            for target, source in (
+                (contract.SERVING_SIGNATURE, "predict"),
+                (contract.EXAMPLES_SIGNATURE, f"{contract.EXAMPLES_INPUT}:predict"),
+            ):
+                sig = type(sigs[source])()
+                sig.CopyFrom(sigs[source])
+                for key in list(sig.outputs):
+                    if key not in contract.PREDICTION_KEYS:
+                        del sig.outputs[key]
+                sigs[target].CopyFrom(sig)
+
+
+@contextlib.contextmanager
+def _edited_saved_model(export_dir: str):
+    """saved_model.pb of `export_dir` as a proto to edit in place; written back when the block ends."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = os.path.join(export_dir, "saved_model.pb")
     model = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(path, "rb") as f:
         model.ParseFromString(f.read())
-    for meta_graph in model.meta_graphs:
-        sigs = meta_graph.signature_def
-        for target, source in (
-            (contract.SERVING_SIGNATURE, "predict"),
-            (contract.EXAMPLES_SIGNATURE, f"{contract.EXAMPLES_INPUT}:predict"),
-        ):
-            sig = type(sigs[source])()
-            sig.CopyFrom(sigs[source])
-            for key in list(sig.outputs):
-                if key not in contract.PREDICTION_KEYS:
-                    del sig.outputs[key]
-            sigs[target].CopyFrom(sig)
+    yield model
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(model.SerializeToString())
 
@@ -255,38 +262,32 @@ def bake_temperature(export_dir: str, temperature: float) -> None:
     An edit of saved_model.pb like `set_serving_signatures`: a few nodes (Const T, RealDiv, Softmax)
     are appended after each signature's logits tensor; the variables are untouched.
     """
-    from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry
 
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, not {temperature}")
-    path = os.path.join(export_dir, "saved_model.pb")
-    model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        model.ParseFromString(f.read())
-    for meta_graph in model.meta_graphs:
-        sigs = meta_graph.signature_def
-        taken = {n.name for n in meta_graph.graph_def.node}
-        added: dict[str, str] = {}  # logits tensor → calibrated probabilities tensor
-        for name in (contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE):
-            if name not in sigs:
-                continue
-            outputs = sigs[name].outputs
-            logits = outputs["logits"].name
-            if logits not in added:
-                scope = CALIBRATION_SCOPE if not added else f"{CALIBRATION_SCOPE}_{len(added)}"
-                if any(n == scope or n.startswith(scope + "/") for n in taken):
-                    raise ValueError(f"{export_dir} already has a {scope!r} scope: calibrated twice?")
-                nodes = _temperature_nodes(logits, temperature, scope)
-                meta_graph.graph_def.node.extend(nodes)
-                added[logits] = f"{scope}/probabilities:0"
-            outputs[contract.PROBABILITIES_KEY].name = added[logits]
-        have = {op.name for op in meta_graph.meta_info_def.stripped_op_list.op}
-        for op in ("Const", "RealDiv", "Softmax"):
-            if op not in have:
-                meta_graph.meta_info_def.stripped_op_list.op.append(op_def_registry.get(op))
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(model.SerializeToString())
+    with _edited_saved_model(export_dir) as model:
+        for meta_graph in model.meta_graphs:
+            sigs = meta_graph.signature_def
+            taken = {n.name for n in meta_graph.graph_def.node}
+            added: dict[str, str] = {}  # logits tensor → calibrated probabilities tensor
+            for name in (contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE):
+                if name not in sigs:
+                    continue
+                outputs = sigs[name].outputs
+                logits = outputs["logits"].name
+                if logits not in added:
+                    scope = CALIBRATION_SCOPE if not added else f"{CALIBRATION_SCOPE}_{len(added)}"
+                    if any(n == scope or n.startswith(scope + "/") for n in taken):
+                        raise ValueError(f"{export_dir} already has a {scope!r} scope: calibrated twice?")
+                    nodes = _temperature_nodes(logits, temperature, scope)
+                    meta_graph.graph_def.node.extend(nodes)
+                    added[logits] = f"{scope}/probabilities:0"
+                outputs[contract.PROBABILITIES_KEY].name = added[logits]
+            have = {op.name for op in meta_graph.meta_info_def.stripped_op_list.op}
+            for op in ("Const", "RealDiv", "Softmax"):
+                if op not in have:
+                    meta_graph.meta_info_def.stripped_op_list.op.append(op_def_registry.get(op))
 
 
 def _temperature_nodes(logits_tensor: str, temperature: float, scope: str) -> list:
