@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import flask
+import numpy as np
 
 from mlpipe.config import Settings, load_settings
 from mlpipe.display import display_path
@@ -251,11 +252,12 @@ class ServingApp:
         challenger = reg.get(rollout.version)
         if rollout.mode == "canary":
             return self._run_prediction(challenger, call, role="canary")
-        answer = self._run_prediction(default, call)
+        batch = parse_body(call.body)  # once, for both models
+        answer = self._run_prediction(default, call, batch=batch)
         # The shadow rows carry the default's prediction ids, so labels users send for the default's
         # answers also grade the challenger (`mlpipe flywheel`).
         ids = [p["predictionId"] for p in answer.doc["predictions"]]
-        self.shadow.submit(challenger, parse_body(call.body), call.request_id, ids)
+        self.shadow.submit(challenger, batch, call.request_id, ids)
         return answer
 
     # ---- TF Serving -----------------------------------------------------------------------------
@@ -280,13 +282,15 @@ class ServingApp:
 
     # ---- prediction -----------------------------------------------------------------------------
 
-    def _run_prediction(self, info: VersionInfo, call: Call, role: str = "served") -> Answer:
+    def _run_prediction(self, info: VersionInfo, call: Call, role: str = "served",
+                        batch: np.ndarray | None = None) -> Answer:
         started = time.perf_counter()
         if not self._prediction_slots.acquire(timeout=PREDICTION_QUEUE_S):
             raise ServiceUnavailable(f"the server is busy ({MAX_CONCURRENT_PREDICTIONS} predictions "
                                      f"running for over {PREDICTION_QUEUE_S:.0f}s); retry later")
         try:
-            batch = parse_body(call.body)
+            if batch is None:
+                batch = parse_body(call.body)
             outputs = self.cache.get(info).predict(batch)
         finally:
             self._prediction_slots.release()
