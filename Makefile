@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 MLPIPE := .venv/bin/mlpipe
 PY := .venv/bin/python
+# Test modules (and the modules sharing a pipeline fixture) spread over both cores: tests/conftest.py.
+TEST_WORKERS ?= 2
 
 .PHONY: help setup run test test-unit lint bench flywheel-demo lock function-lock serve bq-start bq-stop bq-status clean
 
@@ -14,8 +16,8 @@ setup:  ## create .venv (TFX stack) and .venv-bq (BigQuery emulator); idempotent
 run: setup  ## set up, start BigQuery, load MNIST, run the pipeline, print the summary
 	@bash scripts/run.sh $(ARGS)
 
-test: setup  ## the whole test suite (starts and stops the services it needs)
-	@bash scripts/test.sh tests
+test: setup  ## the whole test suite on $(TEST_WORKERS) workers (TEST_WORKERS=0: one process)
+	@bash scripts/test.sh tests $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 test-unit: setup  ## fast tests only
 	@bash scripts/test.sh tests -m "not e2e"

@@ -19,11 +19,18 @@ SLOW_FIXTURES = {
     "logging_server": "server",
     "pipeline_state": "pipeline",
     "two_runs": "pipeline",
+    "quick_data": "pipeline",  # tests/e2e/test_kill_resume.py runs its own pipeline on it
+    "loop": "pipeline",  # tests/e2e/test_dev_loop.py
+    "feedback_run": "pipeline",  # tests/e2e/test_feedback_training.py
     "searched": "training",  # tests/unit/test_search_report.py: a tiny real AdaNet search
     "transformed": "training",  # tests/unit/test_model_code.py: a real tf.Transform run
     "trained": "training",  # tests/unit/test_model_code.py: run_fn end to end
 }
 SLOW_MARKERS = {"emulator", "server", "pipeline", "training"}
+
+# Session fixtures that build pipeline runs for several modules. Under `make test` (pytest-xdist,
+# `--dist loadgroup`) every test that uses one runs on the same worker, so each is built once.
+SHARED_SESSION_FIXTURES = ("two_runs", "pipeline_state")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -33,6 +40,17 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(kind)
         if kinds or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker("e2e")
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    # Pipeline groups first: a worker that gets one late would run alone at the end.
+    heavy = {_group(i) for i in items if i.get_closest_marker("pipeline")}
+    items.sort(key=lambda i: _group(i) not in heavy)
+
+
+def _group(item) -> str:
+    """A module's tests stay together (module fixtures are built once), and so do the modules that
+    share one of SHARED_SESSION_FIXTURES."""
+    shared = [f for f in SHARED_SESSION_FIXTURES if f in getattr(item, "fixturenames", ())]
+    return shared[0] if shared else item.nodeid.split("::")[0]
 
 
 def free_port() -> int:
