@@ -19,7 +19,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,29 +117,36 @@ def run_task(job: dict, task_id: str, invocation: dict[str, Any], env: dict[str,
     return json.loads(Path(invocation["outputs"]["outputFile"]).read_text())
 
 
-def topological_order(job: dict) -> list[str]:
-    """The DAG's tasks, each after every task it depends on (by `dependentTasks` or by an input
-    artifact); ties in name order, so the order is the same on every run."""
+def dependencies(job: dict) -> dict[str, set[str]]:
+    """task → the tasks it waits for (by `dependentTasks` or by an input artifact)."""
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    needs = {t: set(task.get("dependentTasks", [])) | {
+    return {t: set(task.get("dependentTasks", [])) | {
         a["taskOutputArtifact"]["producerTask"] for a in task["inputs"].get("artifacts", {}).values()
         if "taskOutputArtifact" in a} for t, task in tasks.items()}
+
+
+def topological_order(job: dict) -> list[str]:
+    """The DAG's tasks, each after every task it depends on; ties in name order."""
+    needs = dependencies(job)
     order: list[str] = []
-    while len(order) < len(tasks):
-        ready = sorted(t for t in tasks if t not in order and needs[t] <= set(order))
+    while len(order) < len(needs):
+        ready = sorted(t for t in needs if t not in order and needs[t] <= set(order))
         if not ready:
-            raise ValueError(f"cycle among {sorted(set(tasks) - set(order))}")
+            raise ValueError(f"cycle among {sorted(set(needs) - set(order))}")
         order.append(ready[0])
     return order
 
 
 @dataclass
 class PipelineRun:
-    """What a Vertex pipeline run records: per task, the ExecutorInput it got and its ExecutorOutput."""
+    """What a Vertex pipeline run records: per task, the ExecutorInput it got, its ExecutorOutput and
+    when it started and ended (monotonic seconds)."""
 
     root: Path
     invocations: dict[str, dict] = field(default_factory=dict)
     outputs: dict[str, dict] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    ended: dict[str, float] = field(default_factory=dict)
 
     def artifact(self, task_id: str, key: str) -> dict:
         """The output artifact as the consumers get it: Vertex's name, the URI, reported metadata."""
@@ -159,14 +168,17 @@ def wired_inputs(job: dict, task_id: str, run: PipelineRun) -> dict[str, list[di
 
 def run_pipeline(job: dict, root: Path, runtime_parameters: Mapping[str, str], *, beam_args: list[str],
                  overrides: Mapping[str, Mapping[str, Any]] | None = None, skip: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> PipelineRun:
-    """Every task of `job` in topological order, each through its container command, outputs under
+                 env: dict[str, str] | None = None, parallel: int = 2) -> PipelineRun:
+    """Every task of `job`, each through its container command as soon as the tasks it depends on have
+    finished (up to `parallel` at once, as Vertex runs independent tasks side by side), outputs under
     `root/<task>/<key>`. `overrides[task]` may set `executor_class` and extra `parameters` (str or
-    int values) for one task; `skip` names tasks that are not run (nothing may consume them)."""
+    int values) for one task; `skip` names tasks that are not run (nothing may depend on them)."""
+    needs = dependencies(job)
+    pending = [t for t in topological_order(job) if t not in skip]
+    assert not any(needs[t] & set(skip) for t in pending), "a skipped task has consumers"
     run = PipelineRun(root)
-    for task_id in topological_order(job):
-        if task_id in skip:
-            continue
+
+    def start(task_id: str) -> dict:
         override = (overrides or {}).get(task_id, {})
         invocation = executor_input(job, task_id, wired_inputs(job, task_id, run), root,
                                     runtime_parameters=runtime_parameters)
@@ -174,6 +186,19 @@ def run_pipeline(job: dict, root: Path, runtime_parameters: Mapping[str, str], *
             invocation["inputs"]["parameters"][name] = (
                 {"intValue": str(value)} if isinstance(value, int) else {"stringValue": value})
         run.invocations[task_id] = invocation
-        run.outputs[task_id] = run_task(job, task_id, invocation, env=env,
-                                        executor_class=override.get("executor_class"), beam_args=beam_args)
+        run.started[task_id] = time.monotonic()
+        return run_task(job, task_id, invocation, env=env, executor_class=override.get("executor_class"),
+                        beam_args=beam_args)
+
+    with ThreadPoolExecutor(parallel) as pool:
+        running: dict[Future, str] = {}
+        while pending or running:
+            for task_id in [t for t in pending if needs[t] <= set(run.outputs)][:parallel - len(running)]:
+                pending.remove(task_id)
+                running[pool.submit(start, task_id)] = task_id
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task_id = running.pop(future)
+                run.outputs[task_id] = future.result()  # a failed task fails the run (Vertex: same)
+                run.ended[task_id] = time.monotonic()
     return run

@@ -38,7 +38,7 @@ from pipeline.local_run import source_fingerprint
 from pipeline.pipeline import SCHEMA_FILE
 from tests.cloud import offline_compile as oc
 from tests.cloud.bundle_server import start_bundle_server, wait_ready
-from tests.cloud.run_compiled_task import container, run_pipeline, topological_order
+from tests.cloud.run_compiled_task import container, dependencies, run_pipeline
 from tests.e2e.conftest import QUICK_ROWS
 
 pytestmark = pytest.mark.e2e
@@ -98,10 +98,13 @@ def pipeline_run(compiled_job, vertex_data, tmp_path_factory):
 
 def test_every_compiled_task_ran_through_its_container_command(pipeline_run, compiled_job):
     job, run, _ = pipeline_run
-    order = topological_order(job)
-    assert [t for t in order if t not in NOT_RUN] == list(run.outputs)
-    assert len(order) == 10 and set(NOT_RUN) <= set(order)
-    assert order.index("Trainer") < order.index("Evaluator") < order.index("Pusher") < order.index("VertexPusher")
+    tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert len(tasks) == 10 and set(run.outputs) == tasks - set(NOT_RUN)
+    # Each task started only after every task it depends on in the compiled DAG had finished.
+    for task_id, needs in dependencies(job).items():
+        for upstream in needs if task_id in run.started else ():
+            assert run.ended[upstream] <= run.started[task_id], (upstream, task_id)
+    assert dependencies(job)["Pusher"] >= {"Trainer", "Evaluator"}
     for task_id in run.outputs:
         # The compiled executor of every task but ExampleGen's (see the module docstring).
         assert container(compiled_job, task_id)["args"][1] != LOCAL_EXAMPLE_GEN
