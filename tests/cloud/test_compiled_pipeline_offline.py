@@ -156,6 +156,7 @@ def _test_rows(job: dict, settings) -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_function_bundle_serves_what_the_pipeline_blessed(pipeline_run, vertex_data, tmp_path):
     job, run, registry_root = pipeline_run
+    version = open_registry(registry_root, "mnist").resolve()  # nothing to serve: fails here, at once
     settings = load_settings(environ={}, project=oc.PROJECT, registry_root=registry_root, log_predictions=False)
     server, _ = start_bundle_server(tmp_path, settings)
     try:
@@ -172,7 +173,6 @@ def test_the_function_bundle_serves_what_the_pipeline_blessed(pipeline_run, vert
             class_ids += [p["class_ids"][0] for p in body["predictions"]]
     finally:
         server.stop()
-    version = open_registry(registry_root, "mnist").resolve()
     # The SavedModel the Trainer wrote, loaded here, gives the same classes...
     model_dir = Path(run.artifact("Trainer", "model")["uri"], "Format-Serving")
     serving = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
