@@ -82,6 +82,7 @@ def local_bucket(job: dict, bucket: Path) -> dict:
 def pipeline_run(compiled_job, vertex_data, tmp_path_factory):
     bucket = tmp_path_factory.mktemp("bucket")
     job = local_bucket(compiled_job, bucket)
+    # Where Vertex puts a run's task outputs: {gcsOutputDirectory}/{project number}/{job id}/….
     root = Path(job["runtimeConfig"]["gcsOutputDirectory"].removeprefix("file://")) / "123" / "offline-run"
     cfg = PipelineConfig.for_profile(vertex_data, "quick")
     # What `compile-vertex --submit` computes and passes as the run-time parameter (here on the emulator).
