@@ -4,25 +4,17 @@ the URL-root code path that serves `gs://` (here a `file://` URL: same backend, 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-import yaml
 
-from mlpipe.cloud.function_bundle import write_bundle
 from mlpipe.config import load_settings
 from mlpipe.registry import open_registry
-from mlpipe.serving.server import TARGET
-from tests.conftest import free_port
-from tests.serving.server import Server
+from tests.cloud.bundle_server import start_bundle_server, wait_ready
 
 pytestmark = pytest.mark.e2e
 
-START_TIMEOUT_S = 120.0
 PREDICT = "/v1/projects/my-proj/models/mnist:predict"
 
 
@@ -32,44 +24,15 @@ def served_bundle(tmp_path_factory, request):
     registry_dir = base / "registry"
     root_url = registry_dir.as_uri()  # file:///…: read through tf.io.gfile, as gs:// is
     settings = load_settings(environ={}, project="my-proj", registry_root=root_url, log_predictions=False)
-    bundle = write_bundle(base / "bundle", settings)
-    # The deployed function's environment: exactly env.yaml (what --env-vars-file sets), no MLPIPE_*
-    # of this process, and a working directory outside the repository.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(yaml.safe_load((bundle.path / "env.yaml").read_text()))
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    port = free_port()
-    framework = os.path.join(os.path.dirname(sys.executable), "functions-framework")
-    cmd = [framework, "--source", str(bundle.path / "main.py"), "--target", TARGET,
-           "--host", "127.0.0.1", "--port", str(port)]
-    log_path = base / "server.log"
-    with open(log_path, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    server = Server(f"http://127.0.0.1:{port}", port, proc, log_path, settings)
+    server, bundle = start_bundle_server(base, settings)
     try:
         # Fill the registry while the server starts (both import TensorFlow).
         models = request.getfixturevalue("fake_models")
         open_registry(registry_dir, "mnist").push(models[0], {"test_accuracy": 0.9})
-        _wait_ready(server)
+        wait_ready(server)
         yield server, bundle, registry_dir, models
     finally:
         server.stop()
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"function exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
-        try:
-            status, _, _ = server.request("GET", "/v1/models/mnist", timeout=5)
-        except OSError:
-            status = None
-        if status == 200:
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"function did not answer within {START_TIMEOUT_S}s:\n{server.log()[-3000:]}")
 
 
 def _expected(model_dir, batch: np.ndarray) -> dict[str, np.ndarray]:
