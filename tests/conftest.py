@@ -33,24 +33,37 @@ SLOW_MARKERS = {"emulator", "server", "pipeline", "training"}
 SHARED_SESSION_FIXTURES = ("two_runs", "pipeline_state")
 
 
-def pytest_collection_modifyitems(items) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         kinds = {SLOW_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SLOW_FIXTURES}
         for kind in sorted(kinds):
             item.add_marker(kind)
         if kinds or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker("e2e")
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     # Pipeline groups first: a worker that gets one late would run alone at the end.
     heavy = {_group(i) for i in items if i.get_closest_marker("pipeline")}
     items.sort(key=lambda i: _group(i) not in heavy)
+    if getattr(config.option, "loadgroup", False):
+        for item in items:
+            _pin_to_group(item, _group(item))
 
 
 def _group(item) -> str:
     """A module's tests stay together (module fixtures are built once), and so do the modules that
     share one of SHARED_SESSION_FIXTURES."""
     shared = [f for f in SHARED_SESSION_FIXTURES if f in getattr(item, "fixturenames", ())]
-    return shared[0] if shared else item.nodeid.split("::")[0]
+    return shared[0] if shared else item.nodeid.split("::")[0].split("@")[0]
+
+
+def _pin_to_group(item, group: str) -> None:
+    """What pytest-xdist's `xdist_group` mark means: `--dist loadgroup` schedules by the node id's
+    "@group" suffix. xdist 3.8 appends it to `item._nodeid`, which pytest 9 no longer reads (the id
+    lives in `item._id`), so the mark alone is silently ignored; append it where pytest reads it."""
+    from _pytest.nodeid import coerce_node_id
+
+    if "@" not in item.nodeid.rsplit("]", 1)[-1]:
+        item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def free_port() -> int:
