@@ -358,12 +358,18 @@ def build_estimator(
     feature_key: str = IMAGE_KEY,
     eval_input_fn: Callable | None = None,
     eval_steps: int | None = None,
+    best_ensemble_indices: Sequence[int] | None = None,
 ) -> adanet.Estimator:
     """An `adanet.Estimator` over `space`; train it with `max_steps=space.total_steps`.
 
     `eval_input_fn` (the `eval` split, never test) selects among candidate ensembles at the end of
     each iteration; every candidate's metrics on it are kept in `model_dir/search/` for the report.
     Without it AdaNet selects on a moving average of the training AdaNet loss.
+
+    `best_ensemble_indices` (one per iteration, e.g. from `best_ensemble_index_<i>` of a finished
+    search's `evaluate`) fixes the selection instead (AdaNet's replay): an estimator for predicting
+    and exporting a trained model. Without it, EVERY `evaluate`, `predict` and `export_saved_model`
+    call first re-evaluates all candidates of the last iteration on the eval split to pick one.
     """
     config = run_config or tf.estimator.RunConfig(tf_random_seed=space.seed)
     config = config.replace(
@@ -392,4 +398,6 @@ def build_estimator(
         adanet_loss_decay=space.adanet_loss_decay,
         model_dir=model_dir,
         config=config,
+        replay_config=None if best_ensemble_indices is None else
+        adanet.replay.Config(best_ensemble_indices=[int(i) for i in best_ensemble_indices]),
     )

@@ -109,66 +109,137 @@ def _receiver_fn(tf_transform_output: tft.TFTransformOutput):
     return receiver_fn
 
 
+# Whether each training session writes its graph (graph.pbtxt as text, the event file, a .meta per
+# checkpoint). AdaNet starts three training sessions per iteration it enters, and writing the graph
+# of all candidates as text is seconds each (a profile of a quick warm start: 8 % of run_fn); nothing
+# reads these files. Tests that inspect the training graph switch it on.
+SAVE_GRAPH_DEF = False
+
+
+class StepClock(tf.estimator.SessionRunHook):
+    """Wall seconds inside the training steps' `session.run` calls, and how many training graphs were
+    built (AdaNet builds one per iteration it enters): the rest of `estimator.train` is graph building,
+    checkpoint restore/save and AdaNet's bookkeeping between iterations."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+        self.steps = 0
+        self.step_seconds = 0.0
+        self._t = 0.0
+
+    def begin(self) -> None:
+        self.graphs += 1
+
+    def before_run(self, run_context):
+        self._t = time.perf_counter()
+
+    def after_run(self, run_context, run_values) -> None:
+        self.step_seconds += time.perf_counter() - self._t
+        self.steps += 1
+
+
+class _Phases:
+    """Wall seconds per named phase of `run_fn`, in order (the training summary's `seconds`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 2)
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
+    phase = _Phases()
     cfg = TrainingConfig.from_custom_config(fn_args.custom_config)
     space = cfg.search
-    warm = warm_start.plan(getattr(fn_args, "base_model", None), space)
-    max_steps = space.total_steps
-    if warm is not None:
-        # One more AdaNet iteration on top of the serving model's frozen ensemble (models/warm_start.py).
-        warm_start.copy_run(warm.model_run_dir, fn_args.model_run_dir)
-        space = warm.space
-        max_steps = warm.global_step + space.max_iteration_steps
-        log.info("warm start from %s at step %d: one more iteration (%d steps)", warm.model_run_dir,
-                 warm.global_step, space.max_iteration_steps)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train_input_fn = make_input_fn(
-        fn_args.train_files, tf_transform_output, space.batch_size, shuffle=True, repeat=True, seed=space.seed
-    )
-    eval_input_fn = make_input_fn(
-        fn_args.eval_files, tf_transform_output, space.eval_batch_size, shuffle=False, repeat=True
-    )
-    run_config = tf.estimator.RunConfig(
-        tf_random_seed=space.seed,
-        save_summary_steps=max(space.max_iteration_steps // 4, 1),
-        log_step_count_steps=max(space.max_iteration_steps // 10, 1),
-        keep_checkpoint_max=2,
-    )
-    estimator = generators.build_estimator(
-        space, fn_args.model_run_dir, run_config, contract.IMAGE_KEY, eval_input_fn, cfg.eval_steps
-    )
+    with phase("warm_start_copy"):
+        warm = warm_start.plan(getattr(fn_args, "base_model", None), space)
+        max_steps = space.total_steps
+        if warm is not None:
+            # One more AdaNet iteration on top of the serving model's frozen ensemble (models/warm_start.py).
+            warm_start.copy_run(warm.model_run_dir, fn_args.model_run_dir)
+            space = warm.space
+            max_steps = warm.global_step + space.max_iteration_steps
+            log.info("warm start from %s at step %d: one more iteration (%d steps)", warm.model_run_dir,
+                     warm.global_step, space.max_iteration_steps)
+    with phase("setup"):
+        tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+        train_input_fn = make_input_fn(
+            fn_args.train_files, tf_transform_output, space.batch_size, shuffle=True, repeat=True, seed=space.seed
+        )
+        eval_input_fn = make_input_fn(
+            fn_args.eval_files, tf_transform_output, space.eval_batch_size, shuffle=False, repeat=True
+        )
+        run_config = tf.estimator.RunConfig(
+            tf_random_seed=space.seed,
+            save_summary_steps=max(space.max_iteration_steps // 4, 1),
+            log_step_count_steps=max(space.max_iteration_steps // 10, 1),
+            keep_checkpoint_max=2,
+            checkpoint_save_graph_def=SAVE_GRAPH_DEF,
+        )
+        estimator = generators.build_estimator(
+            space, fn_args.model_run_dir, run_config, contract.IMAGE_KEY, eval_input_fn, cfg.eval_steps
+        )
     policy = precision.training_policy()
     log.info("training with the %s dtype policy", policy)
+    clock = StepClock()
     started = time.perf_counter()
-    with _dtype_policy(policy):
-        estimator.train(input_fn=train_input_fn, max_steps=max_steps)
+    with phase("train"), _dtype_policy(policy):
+        estimator.train(input_fn=train_input_fn, max_steps=max_steps, hooks=[clock])
     train_seconds = time.perf_counter() - started
     # Evaluation and export in float32 (variables are float32 either way): the served graph does not
     # depend on the training machine's CPU.
-    eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
+    with phase("evaluate"):
+        # The one evaluation of the last iteration's candidates: it selects the final ensemble.
+        eval_metrics = estimator.evaluate(input_fn=eval_input_fn, steps=cfg.eval_steps, name="eval")
     log.info("trained to step %d in %.1fs; eval %s", max_steps, train_seconds, eval_metrics)
-    logits, labels = eval_logits(estimator, fn_args.eval_files, tf_transform_output, space.eval_batch_size)
-    temperature = calibration.fit_temperature(logits, labels)
-    export_serving_model(estimator, tf_transform_output, fn_args.serving_model_dir, temperature)
-    report = search_report.build_search_report(estimator, space)
-    report["calibration"] = search_report.calibration_section(logits, labels, temperature, "eval")
-    log.info("calibration on eval: T=%.3f, ECE %.4f → %.4f", temperature, report["calibration"]["ece_before"],
-             report["calibration"]["ece_after"])
-    report["train_seconds"] = round(train_seconds, 1)
-    search_report.write_report(report, os.path.join(fn_args.serving_model_dir, contract.SEARCH_REPORT_DIR))
+    # Predict and export that ensemble without selecting it again (adanet would re-run the candidate
+    # evaluation in each call: one more graph with every candidate, and the eval batches, per call).
+    selected = selected_ensembles(eval_metrics)
+    final = generators.build_estimator(space, fn_args.model_run_dir, run_config, contract.IMAGE_KEY,
+                                       best_ensemble_indices=selected)
+    with phase("calibrate"):
+        logits, labels = eval_logits(final, fn_args.eval_files, tf_transform_output, space.eval_batch_size)
+        temperature = calibration.fit_temperature(logits, labels)
+    with phase("export"):
+        export_serving_model(final, tf_transform_output, fn_args.serving_model_dir, temperature)
+    with phase("search_report"):
+        report = search_report.build_search_report(estimator, space)
+        report["calibration"] = search_report.calibration_section(logits, labels, temperature, "eval")
+        log.info("calibration on eval: T=%.3f, ECE %.4f → %.4f", temperature, report["calibration"]["ece_before"],
+                 report["calibration"]["ece_after"])
+        report["train_seconds"] = round(train_seconds, 1)
+        search_report.write_report(report, os.path.join(fn_args.serving_model_dir, contract.SEARCH_REPORT_DIR))
     summary = {
         # The space actually searched (a warm start continues the base's space one iteration further).
         "training": TrainingConfig(search=space, eval_steps=cfg.eval_steps).to_custom_config(),
         "warm_start": None if warm is None else {"from": warm.model_run_dir, "global_step": warm.global_step},
         "train_seconds": round(train_seconds, 1),
+        # Where run_fn's time went; `train` = the steps + everything else AdaNet does in
+        # estimator.train (a graph per iteration entered, checkpoint restore/save, bookkeeping).
+        "seconds": {**phase.seconds, "train_steps": round(clock.step_seconds, 2), "steps": clock.steps,
+                    "train_graphs": clock.graphs},
         "precision": policy,
         "eval": {k: _jsonable(v) for k, v in eval_metrics.items()},
         "final_ensemble": report.get("final_ensemble"),
         "calibration": report["calibration"],
     }
+    log.info("run_fn seconds: %s", summary["seconds"])
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, contract.TRAINING_SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)
+
+
+def selected_ensembles(eval_metrics: dict) -> list[int]:
+    """The candidate ensemble AdaNet selected in each iteration, from `evaluate`'s
+    `best_ensemble_index_<i>` (i = 0 … `iteration`)."""
+    last = int(eval_metrics["iteration"])
+    return [int(eval_metrics[f"best_ensemble_index_{i}"]) for i in range(last + 1)]
 
 
 @contextlib.contextmanager

@@ -37,5 +37,8 @@ step $PY bench/bench_speed_trainer.py "${quick[@]}"
 step $PY bench/bench_console.py "${quick[@]}"
 step $PY bench/bench_soak.py "${quick[@]}"
 step $PY bench/bench_flywheel.py "${quick[@]}"
+# Cold run vs warm retrain on new feedback, Trainer time and its phases side by side (full profile
+# unless QUICK=1: on the quick profile fixed costs hide what a warm start saves).
+step $PY bench/bench_warm_start.py "${quick[@]}"
 step $PY bench/bench_make_run.py "${quick[@]}"
 step $PY bench/bench_automl.py "${quick[@]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import apache_beam as beam
 import numpy as np
@@ -142,7 +143,8 @@ def test_parsing_once_gives_the_same_batches(transformed, monkeypatch, shuffle):
 
 
 def _run_fn(transformed, out: Path) -> dict:
-    """`run_fn` as the Trainer calls it, with a tiny search (2 iterations × 3 steps)."""
+    """`run_fn` as the Trainer calls it, with a tiny search (2 iterations × 3 steps); the training
+    graph is saved with the checkpoints (`.meta`) for the tests that inspect it."""
     training = TrainingConfig(search=SearchSpace.quick().replace(max_iteration_steps=3), eval_steps=1)
     fn_args = FnArgs(
         train_files=[transformed["files"]["train"]],
@@ -154,7 +156,8 @@ def _run_fn(transformed, out: Path) -> dict:
         eval_steps=training.eval_steps,
         custom_config={"training": training.to_custom_config()},
     )
-    model.run_fn(fn_args)
+    with mock.patch.object(model, "SAVE_GRAPH_DEF", True):
+        model.run_fn(fn_args)
     return {"serving": Path(fn_args.serving_model_dir), "model_run": Path(fn_args.model_run_dir),
             "training": training}
 
@@ -241,6 +244,20 @@ def test_run_fn_leaves_its_report_and_summary_where_readers_look(trained):
     assert summary["final_ensemble"] == report["final_ensemble"]
     # The export's temporary directory is gone; only the SavedModel is left where TFX looks.
     assert not Path(str(trained["serving"]) + ".export").exists()
+
+
+def test_the_last_iterations_candidates_are_evaluated_once(trained):
+    """`evaluate` selects the final ensemble; predicting the eval split (calibration) and exporting
+    reuse that choice instead of re-running AdaNet's candidate evaluation in each call."""
+    lines = (trained["model_run"] / contract.CANDIDATE_EVALS_FILE).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    iterations = trained["training"].search.max_iterations
+    assert [r["iteration"] for r in records] == list(range(iterations))  # one evaluation per iteration
+    summary = _summary(trained)
+    assert summary["final_ensemble"]["name"] == records[-1]["selected"]
+    seconds = summary["seconds"]
+    assert seconds["steps"] == trained["training"].search.total_steps
+    assert 0 < seconds["train_steps"] < seconds["train"]
 
 
 def test_exported_probabilities_are_softmax_of_logits_over_the_fitted_temperature(trained):
