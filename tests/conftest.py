@@ -22,6 +22,7 @@ SLOW_FIXTURES = {
     "quick_data": "pipeline",  # tests/e2e/test_kill_resume.py runs its own pipeline on it
     "loop": "pipeline",  # tests/e2e/test_dev_loop.py
     "feedback_run": "pipeline",  # tests/e2e/test_feedback_training.py
+    "pipeline_run": "pipeline",  # tests/cloud/test_compiled_pipeline_offline.py
     "searched": "training",  # tests/unit/test_search_report.py: a tiny real AdaNet search
     "transformed": "training",  # tests/unit/test_model_code.py: a real tf.Transform run
     "trained": "training",  # tests/unit/test_model_code.py: run_fn end to end
