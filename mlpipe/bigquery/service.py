@@ -241,10 +241,21 @@ def stop(settings: Settings) -> bool:
     return True
 
 
-def ensure_running(settings: Settings) -> None:
-    """Raise a one-line error saying how to start the service when it does not answer."""
+# A running emulator that is busy (one heavy query, a loaded machine) can take longer than a health
+# check's 2 s to answer; a refused connection means nothing listens, so only that fails at once.
+PATIENCE_S = 20.0
+
+
+def ensure_running(settings: Settings, patience: float = PATIENCE_S) -> None:
+    """Raise a one-line error saying how to start the service when it does not answer: at once when
+    the connection is refused, after `patience` seconds when something listens but does not answer."""
     if settings.bq_target == "cloud" or is_healthy(settings):
         return
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and not _port_free(settings.bq_host, settings.bq_port):
+        if is_healthy(settings, timeout=5.0):
+            return
+        time.sleep(0.5)
     raise ServiceUnavailable(
         f"BigQuery is not reachable at {settings.bq_endpoint}; start the local service with "
         "`mlpipe bq start` (or `make bq-start`)"
