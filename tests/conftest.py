@@ -42,12 +42,13 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(kind)
         if kinds or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker("e2e")
+    groups = {item: _group(item) for item in items}
     # Pipeline groups first: a worker that gets one late would run alone at the end.
-    heavy = {_group(i) for i in items if i.get_closest_marker("pipeline")}
-    items.sort(key=lambda i: _group(i) not in heavy)
+    heavy = {groups[i] for i in items if i.get_closest_marker("pipeline")}
+    items.sort(key=lambda i: groups[i] not in heavy)
     if getattr(config.option, "loadgroup", False):
         for item in items:
-            _pin_to_group(item, _group(item))
+            _pin_to_group(item, groups[item])
 
 
 def _group(item) -> str:
