@@ -19,7 +19,7 @@ SLOW_FIXTURES = {
     "logging_server": "server",
     "pipeline_state": "pipeline",
     "two_runs": "pipeline",
-    "quick_data": "pipeline",  # tests/e2e/test_kill_resume.py runs its own pipeline on it
+    "quick_data": "pipeline",
     "loop": "pipeline",  # tests/e2e/test_dev_loop.py
     "feedback_run": "pipeline",  # tests/e2e/test_feedback_training.py
     "pipeline_run": "pipeline",  # tests/cloud/test_compiled_pipeline_offline.py

@@ -1,9 +1,15 @@
-"""The development loop tells the truth (issue 11): a user's successive `mlpipe run`s on one state dir.
+"""The development loop tells the truth (issues 11 and 12): a user's successive `mlpipe run`s on one
+state dir, the first two of them SIGKILLed.
 
-One fixture runs the loop once, in its own dataset, state dir and registry (quick profile, data slices):
+One fixture runs the loop once, in its own dataset, state dir and registry (quick profile, data slices,
+60 steps per iteration):
 
-A. a first run (a subprocess, as `mlpipe run`), while a second `mlpipe run` on the same state dir is
-   started and must be refused at once, naming run A;
+K1. a fresh run (a subprocess, as `mlpipe run`, in its own process group) SIGKILLed 2 s inside Transform;
+K2. the same command again, SIGKILLed 2 s inside the Trainer; after each kill ML Metadata must hold no
+   artifact of an unfinished execution (TFX publishes outputs only when an execution completes) and the
+   registry nothing; each resume reuses exactly what finished and re-runs what was killed;
+A. the same command once more, to the end (v1), while a second `mlpipe run` on the same state dir is
+   started and must be refused at once, naming run A (the kernel dropped the killed runs' lock);
 B. an idle re-run: the Trainer is cached, the Evaluator blesses the model against itself (v1 is the
    baseline) — the Pusher must not make it v2: "already serving as v1";
 C. the same again: every component cached, and the summary says "nothing new";
@@ -17,7 +23,9 @@ D and E train with fewer steps per iteration (the Trainer re-runs in both anyway
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from ml_metadata.proto import metadata_store_pb2
 
+from mlpipe.metadata.graph import MetadataGraph, open_store
 from mlpipe.metadata.runs import RunRecord
 from tests.e2e.conftest import QUICK_ROWS, quick_config
 
@@ -33,6 +43,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 3600
+STEPS_PER_ITERATION = 60  # every run of the loop (K1, K2, A, B, C): the same config, so B and C can be cached
+UPSTREAM = ("LocalBigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator")
 
 
 @dataclass
@@ -42,6 +54,12 @@ class Loop:
     refused: subprocess.CompletedProcess | None = None
     refused_while_first_alive: bool = False
     first_pid: int | None = None
+    # After each kill: the killed run's component states, the ids of artifacts MLMD holds as output of an
+    # execution that did not finish, and the files under the registry root.
+    killed: dict[str, dict[str, str]] = field(default_factory=dict)
+    unfinished_outputs: dict[str, list[int]] = field(default_factory=dict)
+    registry_files: dict[str, list[str]] = field(default_factory=dict)
+    first_states: dict[str, str] = field(default_factory=dict)
     records: dict[str, RunRecord] = field(default_factory=dict)
     summaries: dict[str, str] = field(default_factory=dict)
     versions_after: dict[str, list[str]] = field(default_factory=dict)
@@ -57,7 +75,54 @@ def _versions(settings) -> list[str]:
 def _cli(settings) -> list[str]:
     return [sys.executable, "-m", "mlpipe.cli", "run", "--profile", "quick",
             "--state-dir", str(settings.state_dir), "--dataset", settings.dataset,
-            "--bq-port", str(settings.bq_port), "--bq-grpc-port", str(settings.bq_grpc_port)]
+            "--bq-port", str(settings.bq_port), "--bq-grpc-port", str(settings.bq_grpc_port),
+            "--steps-per-iteration", str(STEPS_PER_ITERATION)]
+
+
+def _start(settings) -> subprocess.Popen:
+    # Its own process group, so a kill reaches anything the run started.
+    return subprocess.Popen(_cli(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _kill_inside(proc: subprocess.Popen, output_dir: Path, timeout: float = 600) -> None:
+    """SIGKILL the run 2 s after `output_dir` (made when the component starts executing) appears."""
+    deadline = time.monotonic() + timeout
+    while not output_dir.exists():
+        assert proc.poll() is None, f"the run ended before {output_dir.name} started: {proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"{output_dir} never appeared"
+        time.sleep(0.2)
+    time.sleep(2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _last_run(cfg) -> dict[str, str]:
+    graph = MetadataGraph.open(cfg.metadata_path, cfg.pipeline_name)
+    return {e.component: e.state for e in graph.run_executions(graph.run_ids()[-1])}
+
+
+def _artifacts_of_unfinished_executions(cfg) -> list[int]:
+    """Ids of artifacts recorded as output of an execution that did not complete (or was not cached)."""
+    store = open_store(str(cfg.metadata_path))
+    finished = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+    unfinished = [e.id for e in store.get_executions() if e.last_known_state not in finished]
+    outputs = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.PENDING_OUTPUT)
+    return [ev.artifact_id for ev in store.get_events_by_execution_ids(unfinished) if ev.type in outputs]
+
+
+def _registry_files(cfg) -> list[str]:
+    root = Path(cfg.settings.registry_location)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def _kill(loop: Loop, name: str, cfg, output_dir: Path) -> None:
+    _kill_inside(_start(cfg.settings), output_dir)
+    loop.killed[name] = _last_run(cfg)
+    loop.unfinished_outputs[name] = _artifacts_of_unfinished_executions(cfg)
+    loop.registry_files[name] = _registry_files(cfg)
 
 
 def _wait_for_lock(settings, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -99,9 +164,14 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
     settings = bq_settings.replace(dataset="mnist_devloop", state_dir=tmp_path_factory.mktemp("devloop-state"))
     load_mnist_tables(settings, limit=QUICK_ROWS)
     loop = Loop(settings)
+    cfg = _with_steps(quick_config(settings), STEPS_PER_ITERATION)
 
-    # A, with a second run attempted while A holds the state dir.
-    first = subprocess.Popen(_cli(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # K1, K2: killed inside Transform, then (resumed) inside the Trainer.
+    _kill(loop, "Transform", cfg, cfg.pipeline_root / "Transform" / "transform_graph")
+    _kill(loop, "Trainer", cfg, cfg.pipeline_root / "Trainer" / "model_run")
+
+    # A, resumed to the end, with a second run attempted while A holds the state dir.
+    first = _start(settings)
     try:
         _wait_for_lock(settings, first)
         loop.first_pid = first.pid
@@ -110,12 +180,12 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
         out, err = first.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if first.poll() is None:
-            first.kill()
+            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 0, err[-3000:]
     loop.first_stdout = out
+    loop.first_states = _last_run(cfg)
     loop.versions_after["A"] = _versions(settings)
 
-    cfg = quick_config(settings)
     _run(loop, "B", cfg)  # idle re-run
     _run(loop, "C", cfg)  # idle again: fully cached
 
@@ -126,8 +196,7 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
     assert "255.0" in text
     prep.write_text(text.replace("255.0", "127.5"))
     monkeypatch_module.setattr(code_fingerprint, "REPO_ROOT", src)
-    search = cfg.training.search.replace(max_iteration_steps=40)
-    short = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
+    short = _with_steps(cfg, 40)
     _run(loop, "D", short)
 
     # E: the same code, `valid` reloaded with one label changed in the slice the quick profile reads.
@@ -146,6 +215,11 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
     return loop
 
 
+def _with_steps(cfg, steps: int):
+    search = cfg.training.search.replace(max_iteration_steps=steps)
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     mp = pytest.MonkeyPatch()
@@ -155,6 +229,36 @@ def monkeypatch_module():
 
 def _states(record: RunRecord) -> dict[str, str]:
     return {c.component: c.state for c in record.components}
+
+
+# ---- issue 12, item 3: killed runs leave nothing half-finished; a resume re-runs exactly what was killed ----
+
+def test_killed_during_transform_leaves_nothing_half_finished(loop):
+    states = loop.killed["Transform"]
+    assert all(states[c] == "complete" for c in UPSTREAM), states
+    assert states["Transform"] == "running", states  # what a killed execution stays as
+    assert not {"Trainer", "Evaluator", "Pusher"} & set(states), states
+    assert loop.unfinished_outputs["Transform"] == []
+    assert loop.registry_files["Transform"] == []
+
+
+def test_resume_reuses_upstream_and_reruns_transform_then_killed_in_trainer(loop):
+    states = loop.killed["Trainer"]
+    assert all(states[c] == "cached" for c in UPSTREAM), states
+    assert states["Transform"] == "complete" and states["Trainer"] == "running", states
+    assert not {"Evaluator", "Pusher"} & set(states), states
+    assert loop.unfinished_outputs["Trainer"] == []
+    assert loop.registry_files["Trainer"] == []
+
+
+def test_second_resume_reuses_transform_reruns_the_trainer_and_pushes_v1(loop):
+    states = loop.first_states
+    assert all(states[c] == "cached" for c in (*UPSTREAM, "Transform")), states
+    assert all(states[c] == "complete" for c in ("Trainer", "Evaluator", "Pusher")), states
+    from mlpipe.registry import open_registry
+
+    registry = open_registry(loop.settings.registry_location, loop.settings.model_name)
+    assert loop.versions_after["A"] == ["v1"] and registry.resolve().name == "v1"
 
 
 # ---- 4. one run per state dir; each run summarizes its own run id ------------------------------------

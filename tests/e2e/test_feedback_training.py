@@ -122,7 +122,7 @@ def warm_run(feedback_run):
     from mlpipe.metadata.runs import list_runs
 
     settings, first, _, flags = feedback_run
-    assert main(["run", "--profile", "quick", "--feedback", "on", "--warm-start", "--no-cache", *TRAINING,
+    assert main(["run", "--profile", "quick", "--feedback", "on", "--warm-start", *TRAINING,
                  "--regression-tolerance", "1", *flags]) == 0
     graph = MetadataGraph.open(settings.metadata_path, settings.pipeline_name)
     runs = list_runs(graph)

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -160,28 +156,9 @@ def test_bigquery_down_names_the_endpoint(pipeline_state):
         run_local(quick_config(down))
 
 
-def _run_cli(settings, *flags: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mlpipe.cli", "run", "--profile", "quick",
-           "--state-dir", str(settings.state_dir), "--dataset", settings.dataset,
-           "--bq-port", str(settings.bq_port), "--bq-grpc-port", str(settings.bq_grpc_port), *flags]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def test_run_killed_mid_training_resumes_from_cache(pipeline_state):
+def test_a_second_blessed_run_reuses_the_data_and_is_pushed_as_v2(pipeline_state):
+    """(Killed runs and their resumes: tests/e2e/test_dev_loop.py.)"""
     cfg = quick_config(pipeline_state)
-    flags = ("--steps-per-iteration", "120", "--regression-tolerance", "1.0")
-    trainer_runs = cfg.pipeline_root / "Trainer" / "model_run"
-    before = set(trainer_runs.iterdir())
-    proc = _run_cli(pipeline_state, *flags)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and set(trainer_runs.iterdir()) == before and proc.poll() is None:
-        time.sleep(0.5)
-    time.sleep(2)  # well inside training
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(pushed_models(cfg)) == 1  # nothing (half-)pushed by the killed run
-
     summary = run_local(dataclasses.replace(with_search(cfg, max_iteration_steps=120), regression_tolerance=1.0))
     states = {c.component: c.state for c in summary.components}
     for reused in ("LocalBigQueryExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
