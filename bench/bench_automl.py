@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -386,11 +387,17 @@ def render_markdown(
             f"{r.load_after:.1f} | {'yes' if r.stopped_by_budget else 'no'} |"
         )
     search = [r for r in results if r.contender == "search"]
-    if search and search[0].architecture:
-        lines += ["", f"Chosen ensemble: `{search[0].architecture}`."]
+    if len(search) > 1:
+        acc = [r.test_accuracy * 100 for r in search]
+        lines += ["", f"Search over {len(search)} seeds: test accuracy mean **{statistics.mean(acc):.2f} %**, "
+                  f"min {min(acc):.2f} %, max {max(acc):.2f} %, standard deviation {statistics.stdev(acc):.2f} "
+                  f"points; train wall mean {statistics.mean(r.train_seconds for r in search):.0f} s."]
+    chosen = [f"`{r.architecture}` ({r.description.rsplit(', ', 1)[-1]})" for r in search if r.architecture]
+    if chosen:
+        lines += ["", f"Chosen ensemble{'s' if len(chosen) > 1 else ''}: {'; '.join(chosen)}."]
     lines += [
         "",
-        "<details><summary>SearchSpace used</summary>",
+        "<details><summary>SearchSpace used (the seed of each search row as named)</summary>",
         "",
         "```json",
         json.dumps(space.to_dict(), sort_keys=True),
@@ -442,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="SearchSpace overrides for the search contender, e.g. cnn_batch_norm=false",
     )
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds of the search contender (default 42,43,44; --quick: 42): one row each, "
+        "and their mean and spread",
+    )
     parser.add_argument("--label", default="", help="description of the search row (default: the overrides)")
     parser.add_argument("--work-dir", default=None, help="where model dirs go (default: a fresh temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the model dirs")
@@ -473,9 +486,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_automl_"))
     work.mkdir(parents=True, exist_ok=True)
+    seeds = [int(x) for x in (args.seeds or ("42" if args.quick else "42,43,44")).split(",") if x.strip()]
+    runs = [(c, seed) for c in chosen for seed in (seeds if c == "search" else [None])]
     results: list[Result] = []
-    for contender in chosen:
-        model_dir = work / contender
+    for contender, seed in runs:
+        model_dir = work / (contender if seed is None else f"{contender}-{seed}")
         shutil.rmtree(model_dir, ignore_errors=True)
         logger.info("training %s (budget %.0f s) in %s", contender, budget_s, model_dir)
         if contender == "seed":
@@ -484,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             label = args.label or (
                 "(b) our search: `SearchSpace()`" + (f" with {' '.join(args.space)}" if args.space else "")
             )
-            result = run_search(space, data, budget_s, str(model_dir), label, args.report_dir)
+            seeded = space.replace(seed=seed)
+            result = run_search(seeded, data, budget_s, str(model_dir), f"{label}, seed {seed}", args.report_dir)
         else:
             result = run_plain_cnn(data, budget_s, str(model_dir), args.quick)
         results.append(result)
@@ -498,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             row = dataclasses.asdict(result) | {
                 "cpu_share": result.cpu_share,
                 "quick": args.quick,
-                "space": space.to_dict() if contender == "search" else None,
+                "space": space.replace(seed=seed).to_dict() if contender == "search" else None,
             }
             with open(args.json_out, "a") as f:
                 f.write(json.dumps(row) + "\n")

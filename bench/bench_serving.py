@@ -55,18 +55,20 @@ def _post(conn: http.client.HTTPConnection, body: bytes) -> dict:
     return json.loads(payload)
 
 
-def _start_server(state: Path, port: int) -> tuple[subprocess.Popen, float]:
-    """Start `mlpipe serve`; returns the process and seconds until the first prediction succeeded."""
-    cmd = [sys.executable, "-m", "mlpipe.cli", "serve", "--port", str(port), "--no-log-predictions",
+def _start_server(state: Path, port: int, python: str = sys.executable, cwd: Path = ROOT,
+                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen, float]:
+    """Start `mlpipe serve` (of the checkout at `cwd`, run by `python`) on the registry in `state`;
+    returns the process and seconds until the first prediction succeeded."""
+    cmd = [python, "-m", "mlpipe.cli", "serve", "--port", str(port), "--no-log-predictions",
            "--state-dir", str(state)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_")}
+    env = env if env is not None else {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_")}
     body = _body(np.zeros((1, 784), np.uint8))
+    log = state / "bench-server.log"
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(state / "server.log", "wb"))
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     while time.perf_counter() - started < 180:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(state / 'server.log').read_text()[-2000:]}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             _post(conn, body)
@@ -80,6 +82,47 @@ def _start_server(state: Path, port: int) -> tuple[subprocess.Popen, float]:
 
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
+
+
+def measure(conn: http.client.HTTPConnection, in_process, images: np.ndarray, requests: int,
+            batches: int) -> dict[str, float]:
+    """p50/p99 of one-instance requests and images/s of 100-image requests, over HTTP (`conn`) and
+    in process (`in_process(pixels)`), interleaved: each pair alternates which goes first."""
+    singles = [(images[i : i + 1], _body(images[i : i + 1])) for i in range(requests)]
+    for pixels, body in singles[:20]:  # warm-up: first calls trace and allocate, both ways
+        _post(conn, body)
+        in_process(pixels)
+    latencies, single_inproc = [], []
+    for i, (pixels, body) in enumerate(singles):
+        pair = [(latencies, lambda body=body: _post(conn, body)),
+                (single_inproc, lambda pixels=pixels: in_process(pixels))]
+        for times, call in (pair if i % 2 == 0 else pair[::-1]):
+            t = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t) * 1000)
+    chunks = [images[(i * 100) % 9900 : (i * 100) % 9900 + 100] for i in range(batches)]
+    bodies = [_body(b) for b in chunks]
+    _post(conn, bodies[0])
+    in_process(chunks[0])
+    http_s = inproc_s = 0.0
+    for i, (batch, body) in enumerate(zip(chunks, bodies, strict=True)):
+        t = time.perf_counter()
+        if i % 2 == 0:
+            _post(conn, body)
+            t_mid = time.perf_counter()
+            in_process(batch)
+            http_s += t_mid - t
+            inproc_s += time.perf_counter() - t_mid
+        else:
+            in_process(batch)
+            t_mid = time.perf_counter()
+            _post(conn, body)
+            inproc_s += t_mid - t
+            http_s += time.perf_counter() - t_mid
+    return {"p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
+            "p50_in": _pct(single_inproc, 50), "p99_in": _pct(single_inproc, 99),
+            "http_ips": 100 * len(chunks) / http_s, "inproc_ips": 100 * len(chunks) / inproc_s,
+            "batch_body_bytes": len(bodies[0])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,48 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         load_start = load_average()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            singles = [(images[i : i + 1], _body(images[i : i + 1])) for i in range(args.requests)]
-            for pixels, body in singles[:20]:  # warm-up: first calls trace and allocate, both ways
-                _post(conn, body)
-                in_process(pixels)
-            latencies, single_inproc = [], []
-            for i, (pixels, body) in enumerate(singles):
-                pair = [(latencies, lambda body=body: _post(conn, body)),
-                        (single_inproc, lambda pixels=pixels: in_process(pixels))]
-                for times, call in (pair if i % 2 == 0 else pair[::-1]):
-                    t = time.perf_counter()
-                    call()
-                    times.append((time.perf_counter() - t) * 1000)
-            batches = [images[(i * 100) % 9900 : (i * 100) % 9900 + 100] for i in range(args.batches)]
-            batch_bodies = [_body(b) for b in batches]
-            _post(conn, batch_bodies[0])
-            in_process(batches[0])
-            http_s = inproc_s = 0.0
-            for i, (batch, body) in enumerate(zip(batches, batch_bodies, strict=True)):
-                t = time.perf_counter()
-                if i % 2 == 0:
-                    _post(conn, body)
-                    t_mid = time.perf_counter()
-                    in_process(batch)
-                    http_s += t_mid - t
-                    inproc_s += time.perf_counter() - t_mid
-                else:
-                    in_process(batch)
-                    t_mid = time.perf_counter()
-                    _post(conn, body)
-                    inproc_s += t_mid - t
-                    http_s += time.perf_counter() - t_mid
-            http_ips = 100 * len(batches) / http_s
-            inproc_ips = 100 * len(batches) / inproc_s
+            m = measure(conn, in_process, images, args.requests, args.batches)
             conn.close()
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
 
-    p50, p99 = _pct(latencies, 50), _pct(latencies, 99)
-    p50_in, p99_in = _pct(single_inproc, 50), _pct(single_inproc, 99)
+    p50, p99, p50_in, p99_in = m["p50"], m["p99"], m["p50_in"], m["p99_in"]
+    http_ips, inproc_ips = m["http_ips"], m["inproc_ips"]
     load_end = load_average()
-    body_kb = len(batch_bodies[0]) / 1000
+    body_kb = m["batch_body_bytes"] / 1000
     md = f"""## Serving: HTTP function vs. in-process SavedModel (`bench/bench_serving.py`)
 
 Model: {model_label}. `mlpipe serve` (functions-framework 3 on gunicorn, 1 worker, threads;

@@ -41,4 +41,6 @@ step $PY bench/bench_flywheel.py "${quick[@]}"
 # unless QUICK=1: on the quick profile fixed costs hide what a warm start saves).
 step $PY bench/bench_warm_start.py "${quick[@]}"
 step $PY bench/bench_make_run.py "${quick[@]}"
+# Issue 17's table: the commit it was measured on beside HEAD, each in a fresh clone (~30 min).
+step $PY bench/bench_before_after.py "${quick[@]}"
 step $PY bench/bench_automl.py "${quick[@]}"
