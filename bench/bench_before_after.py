@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import signal
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_make_run import parse_run_output  # noqa: E402
+from bench.bench_make_run import clone_env, parse_run_output  # noqa: E402
 from bench.bench_serving import _start_server, measure  # noqa: E402
 from bench.report import load_average, write_section  # noqa: E402
 from mlpipe.procutil import free_loopback_port  # noqa: E402
@@ -47,7 +46,6 @@ class Side:
     label: str
     commit: str
     make_run_s: float = 0.0
-    after_setup_s: int | None = None
     components: dict[str, float] = field(default_factory=dict)
     accuracy: str = "n/a"
     quick_run_s: float = 0.0
@@ -79,16 +77,14 @@ def measure_commit(side: Side, work: Path, quick: bool, requests: int, batches: 
     subprocess.run(["git", "checkout", "-q", side.commit], cwd=clone, check=True)
     side.commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
                                  capture_output=True, text=True).stdout.strip()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_")}
-    env |= {"MLPIPE_BQ_PORT": str(free_loopback_port()), "MLPIPE_BQ_GRPC_PORT": str(free_loopback_port())}
+    env = clone_env()
     mlpipe = str(clone / ".venv/bin/mlpipe")
     state = clone / ".mlpipe"
-    profile = ["--profile", "quick"] if quick else []
 
     side.load.append(load_average())
-    side.make_run_s, out = _sh(["make", "run", *([f"ARGS={' '.join(profile)}"] if quick else [])], clone, env)
+    side.make_run_s, out = _sh(["make", "run", *(["ARGS=--profile quick"] if quick else [])], clone, env)
     run = parse_run_output(out)
-    side.after_setup_s, side.accuracy = run["after_setup_s"], run["accuracy"]
+    side.accuracy = run["accuracy"]
     side.components = {name: s for name, _, s in run["components"]}
 
     _sh([mlpipe, "bq", "start"], clone, env)  # `make run` stopped the emulator it started

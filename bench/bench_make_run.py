@@ -44,12 +44,17 @@ def parse_run_output(text: str) -> dict:
     }
 
 
+def clone_env() -> dict[str, str]:
+    """This environment without MLPIPE_* settings, and an emulator on free ports for the clone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_")}
+    return env | {"MLPIPE_BQ_PORT": str(free_loopback_port()), "MLPIPE_BQ_GRPC_PORT": str(free_loopback_port())}
+
+
 def run_fresh_clone(make_args: list[str]) -> tuple[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-make-run-") as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPE_")}
-        env |= {"MLPIPE_BQ_PORT": str(free_loopback_port()), "MLPIPE_BQ_GRPC_PORT": str(free_loopback_port())}
+        env = clone_env()
         started = time.perf_counter()
         proc = subprocess.run(["make", "run", *make_args], cwd=clone, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started

@@ -34,6 +34,12 @@ def quick_config(settings, **overrides) -> PipelineConfig:
     return PipelineConfig.for_profile(settings, "quick", **overrides)
 
 
+def with_search(cfg: PipelineConfig, **changes) -> PipelineConfig:
+    """`cfg` with AdaNet search-space fields changed (steps, iterations, seed, ...)."""
+    search = cfg.training.search.replace(**changes)
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
+
+
 # One step of one iteration: far below any trained model. With the floor at 0 the floor cannot be
 # the reason a run is (not) blessed, which isolates the "no regression vs the baseline" gate.
 WEAK_FLAGS = ("--steps-per-iteration", "1", "--iterations", "1", "--accuracy-floor", "0")
@@ -77,8 +83,6 @@ def two_runs(bq_settings, tmp_path_factory) -> TwoRuns:
            "--model", LINEAGE_MODEL, "--registry-root", str(registry_root)]
     assert main([*run, *WEAK_FLAGS]) == 0
     assert main([*run, "--steps-per-iteration", "120"]) == 0
-    base = quick_config(settings)
-    search = base.training.search.replace(max_iteration_steps=120)
-    second_cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, search=search))
+    second_cfg = with_search(quick_config(settings), max_iteration_steps=120)
     first, second = list_runs(MetadataGraph.open(settings.metadata_path, settings.pipeline_name))
     return TwoRuns(settings, second_cfg, first, second)

@@ -22,7 +22,6 @@ D and E train with fewer steps per iteration (the Trainer re-runs in both anyway
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
@@ -37,7 +36,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from mlpipe.metadata.graph import MetadataGraph, open_store
 from mlpipe.metadata.runs import RunRecord
-from tests.e2e.conftest import QUICK_ROWS, quick_config
+from tests.e2e.conftest import QUICK_ROWS, quick_config, with_search
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +163,7 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
     settings = bq_settings.replace(dataset="mnist_devloop", state_dir=tmp_path_factory.mktemp("devloop-state"))
     load_mnist_tables(settings, limit=QUICK_ROWS)
     loop = Loop(settings)
-    cfg = _with_steps(quick_config(settings), STEPS_PER_ITERATION)
+    cfg = with_search(quick_config(settings), max_iteration_steps=STEPS_PER_ITERATION)
 
     # K1, K2: killed inside Transform, then (resumed) inside the Trainer.
     _kill(loop, "Transform", cfg, cfg.pipeline_root / "Transform" / "transform_graph")
@@ -196,7 +195,7 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
     assert "255.0" in text
     prep.write_text(text.replace("255.0", "127.5"))
     monkeypatch_module.setattr(code_fingerprint, "REPO_ROOT", src)
-    short = _with_steps(cfg, 40)
+    short = with_search(cfg, max_iteration_steps=40)
     _run(loop, "D", short)
 
     # E: the same code, `valid` reloaded with one label changed in the slice the quick profile reads.
@@ -213,11 +212,6 @@ def loop(bq_settings, tmp_path_factory, monkeypatch_module) -> Loop:
     load_table(settings, "valid", table)
     _run(loop, "E", short)
     return loop
-
-
-def _with_steps(cfg, steps: int):
-    search = cfg.training.search.replace(max_iteration_steps=steps)
-    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
 
 
 @pytest.fixture(scope="module")

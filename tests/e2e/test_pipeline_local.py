@@ -23,7 +23,7 @@ from mlpipe.bigquery.read import read_table_numpy
 from mlpipe.errors import ServiceUnavailable
 from mlpipe.metadata.graph import MetadataGraph, node_id, open_store
 from pipeline.local_run import PipelineFailed, run_local
-from tests.e2e.conftest import quick_config
+from tests.e2e.conftest import quick_config, with_search
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +33,6 @@ ALL_NODES = {
 }  # fmt: skip
 
 RESULTS: dict[str, object] = {}
-
-
-def with_search(cfg, **changes):
-    """`cfg` with AdaNet search-space fields changed (steps, iterations, seed, ...)."""
-    search = cfg.training.search.replace(**changes)
-    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, search=search))
 
 
 def pushed_models(cfg) -> list:
